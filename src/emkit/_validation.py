@@ -1,0 +1,127 @@
+"""Input checks that name what is wrong and where, before numpy sees the data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import _check_sample_weight, validate_data
+
+
+class InputError(ValueError):
+    """Bad input, with a message naming the rows, columns or values at fault."""
+
+
+class NonNumericError(InputError, TypeError):
+    """A column holds values that are not numbers."""
+
+
+def _non_numeric(column: str, where: str, value: Any) -> NonNumericError:
+    return NonNumericError(
+        f"column {column} is not numeric ({where} holds {value!r}): the argument must be a "
+        "number or a string holding a number; select numeric columns only"
+    )
+
+
+def _column_names(X: Any) -> list[str] | None:
+    columns = getattr(X, "columns", None)
+    return [str(c) for c in columns] if columns is not None else None
+
+
+def _list(items: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(i)) for i in items[:limit])
+    return shown + (f", … ({items.size} in all)" if items.size > limit else "")
+
+
+def describe_nonfinite(X: np.ndarray, names: list[str] | None, what: str = "X") -> str | None:
+    """A message naming the rows and columns holding NaN or infinity, or None if all finite."""
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return None
+    rows = np.flatnonzero(bad.any(axis=1))
+    cols = np.flatnonzero(bad.any(axis=0))
+    kinds = []
+    if np.isnan(X[bad]).any():
+        kinds.append("NaN")
+    if np.isinf(X[bad]).any():
+        kinds.append("infinity (inf)")
+    col_text = ", ".join(
+        f"{names[c]!r} (index {c})" if names else f"index {c}" for c in cols[:5]
+    ) + (f", … ({cols.size} in all)" if cols.size > 5 else "")
+    return (
+        f"{what} contains {' and '.join(kinds)} in {rows.size} row(s) (rows {_list(rows)}) "
+        f"and {cols.size} column(s) ({col_text}). Drop or impute those rows first; "
+        "a Gaussian mixture here needs complete, finite rows."
+    )
+
+
+def _reject_non_numeric(X: Any, names: list[str] | None) -> None:
+    arr = np.asarray(X) if not hasattr(X, "dtypes") else None
+    if arr is not None and arr.dtype.kind in "iufb":
+        return
+    if arr is not None and arr.dtype.kind not in "OUS":
+        return
+    if arr is None:  # a DataFrame: find the first non-numeric column
+        for name in X.columns:
+            col = X[name]
+            if col.dtype.kind not in "iufb":
+                try:
+                    np.asarray(col, dtype=np.float64)
+                except (TypeError, ValueError):
+                    value = next(v for v in col if not _is_number(v))
+                    raise _non_numeric(repr(str(name)), "a row", value) from None
+        return
+    if arr.ndim != 2:
+        return
+    for j in range(arr.shape[1]):
+        for i in range(arr.shape[0]):
+            if not _is_number(arr[i, j]):
+                label = f"{names[j]!r}" if names else f"{j}"
+                raise _non_numeric(label, f"row {i}", arr[i, j])
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_X(
+    estimator: Any,
+    X: Any,
+    *,
+    reset: bool,
+    min_samples: int = 1,
+    allow_nan: bool = False,
+) -> np.ndarray:
+    """Validated 2-D float array (float32 kept, anything else float64) with named errors."""
+    names = _column_names(X)
+    _reject_non_numeric(X, names)
+    arr = validate_data(
+        estimator,
+        X,
+        reset=reset,
+        dtype=[np.float64, np.float32],
+        ensure_all_finite=False,
+        ensure_min_samples=min_samples,
+    )
+    if not allow_nan:
+        message = describe_nonfinite(arr, names or list(getattr(estimator, "feature_names_in_", []) or []) or None)
+        if message:
+            raise InputError(message)
+    return arr
+
+
+def check_sample_weight(sample_weight: Any, X: np.ndarray) -> np.ndarray:
+    """Non-negative finite weights of length n_samples, not all zero (float64)."""
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim == 1 and sw.shape[0] == X.shape[0] and not np.all(np.isfinite(sw)):
+            bad = np.flatnonzero(~np.isfinite(sw))
+            raise InputError(f"sample_weight contains NaN or inf at rows {_list(bad)}")
+    w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    if not w.sum() > 0:
+        raise InputError("sample_weight sums to zero: at least one row needs a positive weight")
+    return np.asarray(w, dtype=np.float64)

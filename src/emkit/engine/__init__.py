@@ -1,0 +1,30 @@
+"""The EM engine: one loop for every model (restarts, convergence, SQUAREM, chunked E-steps)."""
+
+from emkit.engine.loop import (
+    EMConfig,
+    FitResult,
+    NumericalError,
+    ProgressCallback,
+    expected_stats,
+    fit,
+    run_em,
+)
+from emkit.engine.monitor import Monitor
+from emkit.engine.protocol import ArrayData, Batch, Flattenable, Model
+from emkit.engine.stats import Stats
+
+__all__ = [
+    "ArrayData",
+    "Batch",
+    "EMConfig",
+    "FitResult",
+    "Flattenable",
+    "Model",
+    "Monitor",
+    "NumericalError",
+    "ProgressCallback",
+    "Stats",
+    "expected_stats",
+    "fit",
+    "run_em",
+]

@@ -1,0 +1,232 @@
+"""The one EM loop: plain or SQUAREM-accelerated iterations, restarts, history and progress.
+
+Every model runs through :func:`fit`; no model writes a loop of its own.  The returned
+parameters are always the ones whose log-likelihood was measured last, so ``result.loglik``
+belongs to ``result.params``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+
+from emkit.engine.monitor import Monitor, StoppingRule
+from emkit.engine.protocol import Flattenable, Model
+from emkit.engine.stats import Stats
+
+P = TypeVar("P")
+
+Acceleration = Literal["none", "squarem"]
+ProgressCallback = Callable[[int, float], None]
+
+
+class NumericalError(FloatingPointError):
+    """The log-likelihood became NaN or infinite: the model or the data is degenerate."""
+
+
+@dataclass(frozen=True)
+class EMConfig:
+    """Settings of the loop; every field has the meaning it has in scikit-learn where it exists."""
+
+    max_iter: int = 100
+    tol: float = 1e-4
+    stopping: StoppingRule = "relative"
+    accelerate: Acceleration = "none"
+    memory_budget: int = 32 * 2**20  # bytes of E-step temporaries per chunk
+    max_rows: int | None = None  # fixed chunk size; overrides memory_budget
+
+    def __post_init__(self) -> None:
+        if int(self.max_iter) != self.max_iter or self.max_iter < 0:
+            raise ValueError(f"max_iter must be a non-negative integer, got {self.max_iter!r}")
+        if self.accelerate not in ("none", "squarem"):
+            raise ValueError(f"accelerate must be 'none' or 'squarem', got {self.accelerate!r}")
+        Monitor(self.tol, self.stopping)  # validates tol and the rule
+
+    @property
+    def monitor(self) -> Monitor:
+        return Monitor(self.tol, self.stopping)
+
+
+@dataclass(frozen=True)
+class FitResult(Generic[P]):
+    """Outcome of one EM run (or the best of several restarts)."""
+
+    params: P
+    stats: Stats  # E-step statistics at ``params``
+    objective: float  # loglik + log_prior, summed over the data
+    history: tuple[float, ...]  # objective per unit weight after each (accepted) step
+    n_iter: int  # M-steps taken
+    n_estep: int  # E-steps (full passes over the data)
+    converged: bool
+    restart_objectives: tuple[float, ...] = field(default=())
+    best_restart: int = 0
+
+    @property
+    def loglik(self) -> float:
+        return float(self.stats.loglik)
+
+    @property
+    def mean_objective(self) -> float:
+        return self.objective / self.stats.weight
+
+
+def chunk_rows(model: Model, params: Any, config: EMConfig) -> int:
+    if config.max_rows is not None:
+        return int(config.max_rows)
+    return max(64, config.memory_budget // max(1, int(model.row_bytes(params))))
+
+
+def expected_stats(model: Model, params: Any, data: Any, max_rows: int) -> Stats:
+    """One full E-step: the sum of the batch statistics (memory bounded by ``max_rows``)."""
+    total = None
+    for batch in data.batches(max_rows):
+        s = model.e_step(params, batch)
+        total = s if total is None else total + s
+    if total is None:
+        raise ValueError("the data set has no rows")
+    return total
+
+
+class _Runner:
+    """E-step counting, objective and history shared by the plain and accelerated loops."""
+
+    def __init__(self, model: Model, data: Any, config: EMConfig, callback: ProgressCallback | None):
+        self.model, self.data, self.config, self.callback = model, data, config, callback
+        self.n_estep = 0
+        self.max_rows: int | None = None
+
+    def estep(self, params: Any) -> tuple[Stats, float]:
+        if self.max_rows is None:
+            self.max_rows = chunk_rows(self.model, params, self.config)
+        stats = expected_stats(self.model, params, self.data, self.max_rows)
+        self.n_estep += 1
+        objective = float(stats.loglik) + float(self.model.log_prior(params))
+        return stats, objective
+
+    def check(self, objective: float, n_iter: int) -> None:
+        if not math.isfinite(objective):
+            raise NumericalError(
+                f"the log-likelihood is {objective} after {n_iter} iterations; the data may "
+                "contain extreme values or the model is degenerate (try a larger reg_covar)"
+            )
+
+
+def run_em(
+    model: Model,
+    data: Any,
+    params: Any,
+    config: EMConfig = EMConfig(),
+    callback: ProgressCallback | None = None,
+) -> FitResult:
+    """Iterate EM from ``params`` until the monitor says converged or ``max_iter`` M-steps."""
+    runner = _Runner(model, data, config, callback)
+    if config.accelerate == "squarem":
+        if not isinstance(model, Flattenable):
+            raise TypeError(f"{type(model).__name__} has no flatten/unflatten: SQUAREM needs them")
+        return _run_squarem(runner, params)
+    return _run_plain(runner, params)
+
+
+def _run_plain(runner: _Runner, params: Any) -> FitResult:
+    model, config = runner.model, runner.config
+    monitor = config.monitor
+    stats, objective = runner.estep(params)
+    runner.check(objective, 0)
+    history = [objective / stats.weight]
+    converged = False
+    n_iter = 0
+    while n_iter < config.max_iter:
+        params = model.m_step(stats, params)
+        n_iter += 1
+        stats, objective = runner.estep(params)
+        runner.check(objective, n_iter)
+        history.append(objective / stats.weight)
+        if runner.callback is not None:
+            runner.callback(n_iter, history[-1])
+        if monitor.converged(history):
+            converged = True
+            break
+    return FitResult(params, stats, objective, tuple(history), n_iter, runner.n_estep, converged)
+
+
+def _run_squarem(runner: _Runner, params: Any) -> FitResult:
+    """SQUAREM, scheme S3 (Varadhan & Roland 2008), with a monotone safeguard.
+
+    One cycle: θ1 = F(θ0), θ2 = F(θ1), r = θ1 − θ0, v = θ2 − 2θ1 + θ0, α = min(−‖r‖/‖v‖, −1),
+    θ' = θ0 − 2αr + α²v (in the model's unconstrained coordinates), then θ_next = F(θ').
+    If θ' is not finite or its log-likelihood is below that of θ1, θ' falls back to θ2
+    (which is α = −1, i.e. two plain EM steps), so the measured objective never decreases.
+    """
+    model, config = runner.model, runner.config
+    monitor = config.monitor
+    stats0, obj0 = runner.estep(params)
+    runner.check(obj0, 0)
+    weight = stats0.weight
+    history = [obj0 / weight]
+    converged = False
+    n_iter = 0
+    while n_iter < config.max_iter:
+        theta1 = model.m_step(stats0, params)
+        stats1, obj1 = runner.estep(theta1)
+        runner.check(obj1, n_iter + 1)
+        theta2 = model.m_step(stats1, theta1)
+        n_iter += 2
+        v0, v1, v2 = (model.flatten(t) for t in (params, theta1, theta2))
+        r, v = v1 - v0, v2 - 2.0 * v1 + v0
+        norm_v = float(np.linalg.norm(v))
+        candidate = theta2
+        if norm_v > 0.0 and math.isfinite(norm_v):
+            alpha = min(-float(np.linalg.norm(r)) / norm_v, -1.0)
+            extrapolated = v0 - 2.0 * alpha * r + alpha * alpha * v
+            if np.all(np.isfinite(extrapolated)):
+                candidate = model.unflatten(extrapolated, params)
+        stats_c, obj_c = runner.estep(candidate)
+        if candidate is not theta2 and not (math.isfinite(obj_c) and obj_c >= obj1):
+            candidate = theta2
+            stats_c, obj_c = runner.estep(candidate)
+        runner.check(obj_c, n_iter)
+        if n_iter >= config.max_iter:
+            params, stats0, obj0 = candidate, stats_c, obj_c
+            history.append(obj0 / weight)
+            break
+        params = model.m_step(stats_c, candidate)
+        n_iter += 1
+        stats0, obj0 = runner.estep(params)
+        runner.check(obj0, n_iter)
+        history.append(obj0 / weight)
+        if runner.callback is not None:
+            runner.callback(n_iter, history[-1])
+        if monitor.converged(history):
+            converged = True
+            break
+    return FitResult(params, stats0, obj0, tuple(history), n_iter, runner.n_estep, converged)
+
+
+def fit(
+    model: Model,
+    data: Any,
+    config: EMConfig = EMConfig(),
+    *,
+    rng: np.random.Generator,
+    n_init: int = 1,
+    init_params: Any = None,
+    callback: ProgressCallback | None = None,
+) -> FitResult:
+    """Best of ``n_init`` EM runs.  ``init_params`` (warm start / user start) seeds the first run."""
+    if int(n_init) != n_init or n_init < 1:
+        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
+    best: FitResult | None = None
+    objectives = []
+    best_index = 0
+    for i in range(int(n_init)):
+        start = init_params if (i == 0 and init_params is not None) else model.init(data, rng)
+        result = run_em(model, data, start, config, callback)
+        objectives.append(result.objective)
+        if best is None or result.objective > best.objective:
+            best, best_index = result, i
+    assert best is not None
+    return replace(best, restart_objectives=tuple(objectives), best_restart=best_index)

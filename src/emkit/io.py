@@ -1,0 +1,153 @@
+"""Save and load fitted estimators: a zip of ``model.json`` (header) and ``.npy`` arrays.
+
+No pickle is written or read (``allow_pickle=False``); files are written to a temporary file in
+the target folder and moved into place, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "emkit-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """The file is not an emkit model, or was written by an incompatible version."""
+
+
+def _registry() -> dict[str, type]:
+    from emkit.estimators import GaussianMixture
+
+    return {cls.__name__: cls for cls in (GaussianMixture,)}
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return None  # objects that do not survive JSON (RandomState, arrays given as init)
+
+
+def _split_state(estimator: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    scalars: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in vars(estimator).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                scalars[name] = [str(v) for v in value]
+            else:
+                arrays[name] = value
+        else:
+            scalars[name] = _json_safe(value)
+    return scalars, arrays
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(estimator: Any, path: str | os.PathLike) -> Path:
+    """Save a fitted emkit estimator to ``path`` (conventionally ``*.emk``)."""
+    name = type(estimator).__name__
+    if name not in _registry():
+        raise TypeError(f"cannot save {name}: not an emkit estimator")
+    if not hasattr(estimator, "converged_"):
+        raise ValueError(f"this {name} is not fitted yet; call fit before save")
+    import emkit
+
+    scalars, arrays = _split_state(estimator)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "emkit_version": emkit.__version__,
+        "estimator": name,
+        "params": {k: _json_safe(v) for k, v in estimator.get_params(deep=False).items()},
+        "attributes": scalars,
+        "arrays": sorted(arrays),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.json", json.dumps(header, indent=2, sort_keys=True))
+        for key, arr in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+            zf.writestr(f"{key}.npy", member.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of a model file (what ``emkit info`` prints)."""
+    with _open(path) as zf:
+        return _header(zf, path)
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Load an estimator saved by :func:`save`; predictions are identical to the saved one's."""
+    with _open(path) as zf:
+        header = _header(zf, path)
+        cls = _registry().get(header["estimator"])
+        if cls is None:
+            raise ModelFileError(f"{path}: unknown estimator {header['estimator']!r}")
+        params = {k: v for k, v in header["params"].items() if k in cls().get_params()}
+        estimator = cls(**params)
+        for key, value in header["attributes"].items():
+            if key == "feature_names_in_" and value is not None:
+                value = np.asarray(value, dtype=object)
+            setattr(estimator, key, value)
+        for key in header["arrays"]:
+            with zf.open(f"{key}.npy") as fh:
+                setattr(estimator, key, np.lib.format.read_array(fh, allow_pickle=False))
+    return estimator
+
+
+def _open(path: str | os.PathLike) -> zipfile.ZipFile:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        return zipfile.ZipFile(path, "r")
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path} is not an emkit model file (not a zip archive)") from None
+
+
+def _header(zf: zipfile.ZipFile, path: Any) -> dict[str, Any]:
+    try:
+        header = json.loads(zf.read("model.json"))
+    except (KeyError, json.JSONDecodeError):
+        raise ModelFileError(f"{path} has no readable model.json header") from None
+    if header.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an emkit model file")
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by a newer emkit (format {header['format_version']}); upgrade"
+        )
+    return header

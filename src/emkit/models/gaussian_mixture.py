@@ -1,0 +1,226 @@
+"""Gaussian mixture: ``p(x) = Σ_k π_k N(x | μ_k, Σ_k)`` as an engine model (pure functions)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emkit.engine.protocol import ArrayData, Batch
+from emkit.engine.stats import Stats
+from emkit.families.covariance import CovarianceStructure
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
+
+
+class ComponentCollapseWarning(UserWarning):
+    """A component lost all its weight and was re-seeded by splitting the heaviest one."""
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixtureParams:
+    """Immutable parameters: weights ``(K,)``, means ``(K, D)`` and precision Cholesky factors."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    precisions_cholesky: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+
+@dataclass(frozen=True)
+class GaussianMixtureStats(Stats):
+    """``n_k = Σ w r_nk``, ``s_k = Σ w r_nk x_n`` and the structure's second moment (about the origin)."""
+
+    nk: np.ndarray
+    sx: np.ndarray
+    sxx: np.ndarray
+
+
+def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In place: ``logp ← logp − logsumexp(logp)`` per row; returns (logp, row logsumexp)."""
+    top = logp.max(axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    norm = np.log(np.exp(logp - top).sum(axis=1, keepdims=True)) + top
+    logp -= norm
+    return logp, norm[:, 0]
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixtureModel:
+    """A K-component Gaussian mixture with a covariance structure object.
+
+    ``origin`` is a fixed point near the data mean: statistics are accumulated about it so that
+    second moments do not lose digits to a large offset.
+    """
+
+    n_components: int
+    covariance: CovarianceStructure
+    reg_covar: float = 1e-6
+    origin: np.ndarray | None = None
+    init_method: str = "k-means++"
+    collapse_fraction: float = field(default=1e-10, repr=False)
+
+    # --- densities ------------------------------------------------------------------------------
+    def _origin(self, D: int) -> np.ndarray:
+        return np.zeros(D) if self.origin is None else self.origin
+
+    def component_log_prob(self, params: GaussianMixtureParams, X: np.ndarray) -> np.ndarray:
+        """``log π_k + log N(x_n | μ_k, Σ_k)`` as ``(n, K)`` in the dtype of ``X``."""
+        K, D = params.means.shape
+        origin = self._origin(D)
+        Xc = X - origin.astype(X.dtype)
+        means_c = params.means - origin
+        maha = self.covariance.mahalanobis(Xc, means_c, params.precisions_cholesky)
+        const = (
+            np.log(params.weights)
+            + self.covariance.log_det_cholesky(params.precisions_cholesky, K, D)
+            - 0.5 * D * LOG_2PI
+        )
+        maha *= -0.5
+        maha += const.astype(X.dtype)
+        return maha
+
+    # --- engine protocol ------------------------------------------------------------------------
+    def e_step(self, params: GaussianMixtureParams, batch: Batch) -> GaussianMixtureStats:
+        logp = self.component_log_prob(params, batch.X)
+        log_resp, row_ll = log_softmax_rows(logp)
+        w = batch.weights
+        R = np.exp(log_resp, out=log_resp)
+        R *= w[:, None].astype(R.dtype)
+        return self.stats_from_resp(batch.X, w, R, loglik=float(w @ row_ll))
+
+    def stats_from_resp(
+        self, X: np.ndarray, w: np.ndarray, R: np.ndarray, loglik: float = 0.0
+    ) -> GaussianMixtureStats:
+        """Statistics of rows ``X`` given weighted responsibilities ``R = w_n r_nk``."""
+        D = X.shape[1]
+        Xc = X - self._origin(D).astype(X.dtype)
+        return GaussianMixtureStats(
+            loglik=loglik,
+            weight=float(w.sum()),
+            nk=R.sum(axis=0, dtype=np.float64),
+            sx=(R.T @ Xc).astype(np.float64),
+            sxx=np.asarray(self.covariance.second_moment(Xc, R, w), dtype=np.float64),
+        )
+
+    def m_step(
+        self, stats: GaussianMixtureStats, params: GaussianMixtureParams | None = None
+    ) -> GaussianMixtureParams:
+        nk = stats.nk + 10.0 * np.finfo(np.float64).eps
+        means_c = stats.sx / nk[:, None]
+        cov = self.covariance.covariances(nk, means_c, stats.sxx, self.reg_covar)
+        weights = nk / nk.sum()
+        D = means_c.shape[1]
+        collapsed = np.flatnonzero(stats.nk <= self.collapse_fraction * stats.nk.sum())
+        if collapsed.size and collapsed.size < nk.size:
+            weights, means_c, cov = self._reseed(collapsed, weights, means_c, cov, D)
+        return GaussianMixtureParams(
+            weights=weights,
+            means=means_c + self._origin(D),
+            precisions_cholesky=self.covariance.precisions_cholesky(cov),
+        )
+
+    def _reseed(self, collapsed, weights, means_c, cov, D):
+        """Re-seed empty components by splitting the heaviest along its principal axis."""
+        weights, means_c = weights.copy(), means_c.copy()
+        dead = set(int(k) for k in collapsed)
+        for k in sorted(dead):
+            alive = [j for j in range(weights.size) if j not in dead]
+            h = max(alive, key=lambda j: weights[j])
+            var, axis = self.covariance.principal_axis(cov, h, D)
+            offset = 0.5 * np.sqrt(max(var, self.reg_covar)) * axis
+            means_c[k] = means_c[h] + offset
+            means_c[h] = means_c[h] - offset
+            weights[k] = weights[h] = weights[h] / 2.0
+            cov = self.covariance.copy_component(cov, h, k)
+            dead.discard(k)
+        warnings.warn(
+            f"component(s) {sorted(int(k) for k in collapsed)} lost all their weight and were "
+            "re-seeded by splitting the heaviest component; consider fewer components",
+            ComponentCollapseWarning,
+            stacklevel=3,
+        )
+        return weights / weights.sum(), means_c, cov
+
+    def log_prior(self, params: GaussianMixtureParams) -> float:
+        return 0.0
+
+    def row_bytes(self, params: GaussianMixtureParams) -> int:
+        K, D = params.means.shape
+        itemsize = params.means.dtype.itemsize
+        return self.covariance.temp_bytes_per_row(K, D, itemsize) + 3 * K * 8
+
+    # --- SQUAREM coordinates ----------------------------------------------------------------------
+    def flatten(self, params: GaussianMixtureParams) -> np.ndarray:
+        return np.concatenate(
+            [
+                np.log(params.weights),
+                params.means.ravel(),
+                self.covariance.flatten(params.precisions_cholesky),
+            ]
+        )
+
+    def unflatten(self, vector: np.ndarray, like: GaussianMixtureParams) -> GaussianMixtureParams:
+        K, D = like.means.shape
+        logw = vector[:K]
+        weights = np.exp(logw - logw.max())
+        return GaussianMixtureParams(
+            weights=weights / weights.sum(),
+            means=vector[K : K + K * D].reshape(K, D),
+            precisions_cholesky=self.covariance.unflatten(vector[K + K * D :], K, D),
+        )
+
+    # --- initialisation ---------------------------------------------------------------------------
+    def init(self, data: ArrayData, rng: np.random.Generator) -> GaussianMixtureParams:
+        """Parameters from one M-step on responsibilities given by ``init_method``."""
+        X, w, K = data.X, data.weights, self.n_components
+        seed = int(rng.integers(2**31 - 1))
+        if self.init_method == "kmeans":
+            from sklearn.cluster import KMeans
+
+            labels = KMeans(n_clusters=K, n_init=1, random_state=seed).fit(X, sample_weight=w).labels_
+            return self.from_labels(data, labels)
+        if self.init_method == "k-means++":
+            from sklearn.cluster import kmeans_plusplus
+
+            centers, _ = kmeans_plusplus(X, K, sample_weight=w, random_state=seed)
+            return self.from_means(data, centers)
+        if self.init_method == "random_from_data":
+            positive = np.flatnonzero(w > 0)
+            chosen = rng.choice(positive, size=K, replace=False)
+            return self.from_means(data, X[chosen])
+        if self.init_method == "random":
+            R = rng.uniform(size=(X.shape[0], K))
+            R /= R.sum(axis=1, keepdims=True)
+            return self.m_step(self.stats_from_resp(X, w, R * w[:, None]))
+        raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_method!r}")
+
+    def from_labels(self, data: ArrayData, labels: np.ndarray) -> GaussianMixtureParams:
+        """One M-step on hard assignments ``labels`` (chunked: no dense N×K temporary)."""
+        total = None
+        step = 65536
+        K = self.n_components
+        for start in range(0, data.n_rows, step):
+            sl = slice(start, start + step)
+            w = data.weights[sl]
+            R = np.zeros((w.size, K), dtype=data.X.dtype)
+            R[np.arange(w.size), labels[sl]] = w
+            s = self.stats_from_resp(data.X[sl], w, R)
+            total = s if total is None else total + s
+        return self.m_step(total)
+
+    def from_means(self, data: ArrayData, means: np.ndarray) -> GaussianMixtureParams:
+        """One M-step on assignments of every row to its nearest mean."""
+        from sklearn.metrics import pairwise_distances_argmin
+
+        labels = pairwise_distances_argmin(data.X, np.asarray(means, dtype=data.X.dtype))
+        return self.from_labels(data, labels)
