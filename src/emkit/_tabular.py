@@ -1,0 +1,224 @@
+"""Read numeric tables (CSV with a header row, or Parquet) into a float64 array with names.
+
+CSV goes through ``np.loadtxt`` (compiled, fast); only when that fails is the file scanned row
+by row with the :mod:`csv` module, either to read cells numpy cannot (empty cells, ``NA``, quoted
+numbers) or to raise an error that names the column, the line and the value at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from emkit._validation import InputError, NonNumericError
+
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_PARQUET_MAGIC = b"PAR1"
+# Cells read as missing (NaN), compared case-insensitively after stripping blanks.
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+def read_table(
+    path: str | os.PathLike, columns: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Numeric columns of a CSV or Parquet file as ``(X, names)``, ``X`` float64 of shape (n, d).
+
+    ``columns`` selects and orders columns by name (default: all).  Empty cells (and ``NA``,
+    ``NaN``, ``null``) become NaN.  Raises :class:`~emkit._validation.InputError` (or its subclass
+    :class:`~emkit._validation.NonNumericError`) naming the problem, and ``FileNotFoundError``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no data file at {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a data file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is empty: expected a header row and at least one data row")
+    if columns is not None:
+        columns = [str(c) for c in columns]
+        if not columns:
+            raise InputError("no columns selected: give at least one column name")
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise InputError(f"column(s) selected twice: {', '.join(map(repr, duplicated))}")
+    if _is_parquet(path):
+        return _read_parquet(path, columns)
+    return _read_csv(path, columns)
+
+
+def _is_parquet(path: Path) -> bool:
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(4) == _PARQUET_MAGIC
+
+
+def _select(path: Path, names: list[str], columns: list[str] | None) -> list[int]:
+    if columns is None:
+        return list(range(len(names)))
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise InputError(
+            f"{path} has no column {', '.join(map(repr, unknown))}; "
+            f"available columns: {', '.join(names)}"
+        )
+    return [names.index(c) for c in columns]
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+def _read_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                return [cell.strip() or f"column_{j + 1}" for j, cell in enumerate(row)]
+    raise InputError(f"{path} is empty: expected a header row and at least one data row")
+
+
+def _check_header(path: Path, names: list[str]) -> None:
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise InputError(f"{path}: the header names column(s) more than once: {duplicated}")
+    if all((v := _parse(n)) is not None and not math.isnan(v) for n in names):
+        raise InputError(
+            f"{path}: the first line ({','.join(names)}) holds only numbers; emkit expects a "
+            "header row of column names first (add one, e.g. x1,x2,...)"
+        )
+
+
+def _read_csv(path: Path, columns: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    names = _read_header(path)
+    _check_header(path, names)
+    index = _select(path, names, columns)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            X = np.loadtxt(
+                path,
+                delimiter=",",
+                skiprows=1,
+                ndmin=2,
+                dtype=np.float64,
+                comments=None,
+                quotechar='"',
+                encoding="utf-8-sig",
+            )
+    except ValueError:
+        X = None  # empty cells, text, ragged rows: the row-by-row scan reads or explains
+    if X is not None and X.shape[1] == len(names) and X.shape[0] > 0:
+        return np.ascontiguousarray(X[:, index]), [names[j] for j in index]
+    return _scan_csv(path, names, index), [names[j] for j in index]
+
+
+def _parse(cell: str) -> float | None:
+    """The number in ``cell`` (NaN for a missing token), or None if it is not a number."""
+    text = cell.strip()
+    if text.lower() in MISSING_TOKENS:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _scan_csv(path: Path, names: list[str], index: list[int]) -> np.ndarray:
+    """Row-by-row read: precise errors for ragged rows and text cells; missing cells → NaN."""
+    width = len(names)
+    rows: list[list[float]] = []
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header_seen = False
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            if not header_seen:
+                header_seen = True
+                continue
+            line = reader.line_num
+            if len(row) != width:
+                raise InputError(
+                    f"{path}, line {line}: {len(row)} field(s) where the header has {width} "
+                    f"({', '.join(names)}); every row needs one value per column (an empty "
+                    "cell for a missing value)" + _delimiter_hint(row)
+                )
+            values = []
+            for j in index:
+                value = _parse(row[j])
+                if value is None:
+                    raise NonNumericError(
+                        f"{path}: column {names[j]!r} is not numeric (line {line} holds "
+                        f"{row[j]!r}); select numeric columns with --columns"
+                        + _columns_example(names, row)
+                        + _delimiter_hint(row)
+                    )
+                values.append(value)
+            rows.append(values)
+    if not rows:
+        raise InputError(
+            f"{path} has a header ({', '.join(names)}) but no data rows: nothing to fit"
+        )
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(index))
+
+
+def _columns_example(names: list[str], row: list[str]) -> str:
+    numeric = [n for n, cell in zip(names, row, strict=True) if _parse(cell) is not None]
+    if not numeric:
+        return ""
+    shown = ",".join(numeric[:8]) + (",..." if len(numeric) > 8 else "")
+    return f" (e.g. --columns {shown})"
+
+
+def _delimiter_hint(row: list[str]) -> str:
+    text = ",".join(row)
+    for sep, label in ((";", "semicolons"), ("\t", "tabs")):
+        if sep in text:
+            return f"; the file seems to use {label}: emkit reads comma-separated files"
+    return ""
+
+
+# --- Parquet -------------------------------------------------------------------------------------
+def _read_parquet(path: Path, columns: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(
+            f"reading {path} needs pyarrow: install emkit[parquet] (pip install 'emkit[parquet]')"
+        ) from None
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path} is not a readable Parquet file ({exc})") from None
+    names = [str(n) for n in schema.names]
+    index = _select(path, names, columns)
+    selected = [names[j] for j in index]
+    table = pq.read_table(path, columns=selected)
+    if table.num_rows == 0:
+        raise InputError(f"{path} has columns ({', '.join(names)}) but no rows: nothing to fit")
+    out = np.empty((table.num_rows, len(selected)), dtype=np.float64)
+    for j, name in enumerate(selected):
+        col = table.column(name)
+        kind = col.type
+        numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean,
+                   pa.types.is_decimal)
+        if any(is_kind(kind) for is_kind in numeric):
+            col = pc.cast(col, pa.float64())
+            out[:, j] = col.to_numpy(zero_copy_only=False)  # nulls become NaN
+            continue
+        values = col.to_pylist()
+        for i, value in enumerate(values):
+            parsed = math.nan if value is None else _parse(str(value))
+            if parsed is None:
+                raise NonNumericError(
+                    f"{path}: column {name!r} is not numeric (row {i} holds {value!r}, type "
+                    f"{kind}); select numeric columns with --columns"
+                )
+            out[i, j] = parsed
+    return out, selected
