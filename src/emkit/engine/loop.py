@@ -8,7 +8,9 @@ belongs to ``result.params``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
@@ -22,6 +24,7 @@ P = TypeVar("P")
 
 Acceleration = Literal["none", "squarem"]
 ProgressCallback = Callable[[int, float], None]
+PARALLEL_MIN_BATCHES = 2  # each thread gets at least this many chunks, else run serially
 
 
 class NumericalError(FloatingPointError):
@@ -36,8 +39,9 @@ class EMConfig:
     tol: float = 1e-4
     stopping: StoppingRule = "relative"
     accelerate: Acceleration = "none"
-    memory_budget: int = 32 * 2**20  # bytes of E-step temporaries per chunk
+    memory_budget: int = 4 * 2**20  # bytes of E-step temporaries per chunk (cache-sized)
     max_rows: int | None = None  # fixed chunk size; overrides memory_budget
+    n_jobs: int | None = None  # threads over chunks; None: every usable core
 
     def __post_init__(self) -> None:
         if int(self.max_iter) != self.max_iter or self.max_iter < 0:
@@ -45,6 +49,18 @@ class EMConfig:
         if self.accelerate not in ("none", "squarem"):
             raise ValueError(f"accelerate must be 'none' or 'squarem', got {self.accelerate!r}")
         Monitor(self.tol, self.stopping)  # validates tol and the rule
+        if self.n_jobs is not None and (int(self.n_jobs) != self.n_jobs or self.n_jobs < 1):
+            raise ValueError(f"n_jobs must be a positive integer or None, got {self.n_jobs!r}")
+
+    @property
+    def threads(self) -> int:
+        if self.n_jobs is not None:
+            return int(self.n_jobs)
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
 
     @property
     def monitor(self) -> Monitor:
@@ -80,21 +96,44 @@ def chunk_rows(model: Model, params: Any, config: EMConfig) -> int:
     return max(64, config.memory_budget // max(1, int(model.row_bytes(params))))
 
 
-def expected_stats(model: Model, params: Any, data: Any, max_rows: int) -> Stats:
-    """One full E-step: the sum of the batch statistics (memory bounded by ``max_rows``)."""
-    total = None
-    for batch in data.batches(max_rows):
-        s = model.e_step(params, batch)
-        total = s if total is None else total + s
-    if total is None:
+def expected_stats(model: Model, params: Any, data: Any, max_rows: int, n_jobs: int = 1) -> Stats:
+    """One full E-step: the sum of the batch statistics (memory bounded by ``max_rows``).
+
+    With ``n_jobs > 1`` contiguous runs of batches are summed on parallel threads (BLAS held
+    to one thread each, numba kernels release the GIL), then the partial sums are added in
+    order: the result is deterministic for a given ``n_jobs``.
+    """
+    batches = list(data.batches(max_rows))
+    if not batches:
         raise ValueError("the data set has no rows")
+
+    def summed(group: list) -> Stats:
+        total = model.e_step(params, group[0])
+        for batch in group[1:]:
+            total = total + model.e_step(params, batch)
+        return total
+
+    jobs = min(int(n_jobs), len(batches) // PARALLEL_MIN_BATCHES)
+    if jobs <= 1:
+        return summed(batches)
+    from threadpoolctl import threadpool_limits
+
+    bounds = np.linspace(0, len(batches), jobs + 1).astype(int)
+    groups = [batches[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(jobs) as pool:
+        parts = list(pool.map(summed, groups))
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
     return total
 
 
 class _Runner:
     """E-step counting, objective and history shared by the plain and accelerated loops."""
 
-    def __init__(self, model: Model, data: Any, config: EMConfig, callback: ProgressCallback | None):
+    def __init__(
+        self, model: Model, data: Any, config: EMConfig, callback: ProgressCallback | None
+    ):
         self.model, self.data, self.config, self.callback = model, data, config, callback
         self.n_estep = 0
         self.max_rows: int | None = None
@@ -102,7 +141,7 @@ class _Runner:
     def estep(self, params: Any) -> tuple[Stats, float]:
         if self.max_rows is None:
             self.max_rows = chunk_rows(self.model, params, self.config)
-        stats = expected_stats(self.model, params, self.data, self.max_rows)
+        stats = expected_stats(self.model, params, self.data, self.max_rows, self.config.threads)
         self.n_estep += 1
         objective = float(stats.loglik) + float(self.model.log_prior(params))
         return stats, objective
@@ -216,7 +255,7 @@ def fit(
     init_params: Any = None,
     callback: ProgressCallback | None = None,
 ) -> FitResult:
-    """Best of ``n_init`` EM runs.  ``init_params`` (warm start / user start) seeds the first run."""
+    """Best of ``n_init`` EM runs; ``init_params`` (warm or user start) seeds the first run."""
     if int(n_init) != n_init or n_init < 1:
         raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
     best: FitResult | None = None

@@ -10,9 +10,20 @@ the expanded quadratic forms by ``ε·(spread / within-component sd)²``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
+
+from emkit.families._mixture_kernels import full_rows, normalize_rows
+
+
+class ChunkStats(NamedTuple):
+    """What one chunk contributes: per-row log-likelihoods and float64 sufficient statistics."""
+
+    row_ll: np.ndarray
+    nk: np.ndarray
+    sx: np.ndarray
+    sxx: np.ndarray
 
 
 class CovarianceError(ValueError):
@@ -28,15 +39,15 @@ def _not_pd(k: int | None) -> CovarianceError:
 
 
 def _triangular_precision_cholesky(cov: np.ndarray, component: int | None) -> np.ndarray:
-    """Upper-triangular ``L`` with ``L Lᵀ = cov⁻¹`` for one matrix."""
+    """Upper-triangular ``L`` with ``L Lᵀ = Σ⁻¹``, for one ``(D, D)`` or a stack ``(K, D, D)``."""
     try:
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
+        if cov.ndim == 3:  # name the first component at fault
+            for k, c in enumerate(cov):
+                _triangular_precision_cholesky(c, k)
         raise _not_pd(component) from None
-    eye = np.eye(cov.shape[0])
-    from scipy.linalg import solve_triangular
-
-    return solve_triangular(chol, eye, lower=True).T
+    return np.swapaxes(np.linalg.inv(chol), -1, -2)
 
 
 def _upper_to_vector(L: np.ndarray) -> np.ndarray:
@@ -76,7 +87,7 @@ class CovarianceStructure(ABC):
     # --- statistics -------------------------------------------------------------------------
     @abstractmethod
     def second_moment(self, Xc: np.ndarray, R: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """The additive second-moment statistic (float64) of rows ``Xc`` with weighted resp ``R``."""
+        """Additive second-moment statistic (float64) of rows ``Xc``, weighted resp ``R``."""
 
     @abstractmethod
     def second_moment_shape(self, K: int, D: int) -> tuple[int, ...]: ...
@@ -123,7 +134,9 @@ class CovarianceStructure(ABC):
     def unflatten(self, v: np.ndarray, K: int, D: int) -> np.ndarray: ...
 
     @abstractmethod
-    def noise(self, rng: np.random.Generator, cov: np.ndarray, k: int, n: int, D: int) -> np.ndarray:
+    def noise(
+        self, rng: np.random.Generator, cov: np.ndarray, k: int, n: int, D: int
+    ) -> np.ndarray:
         """``n`` draws of ``N(0, Σ_k)``."""
 
     @abstractmethod
@@ -135,6 +148,66 @@ class CovarianceStructure(ABC):
 
     def temp_bytes_per_row(self, K: int, D: int, itemsize: int) -> int:
         return itemsize * (K + 2 * D)
+
+    def accumulate(
+        self,
+        Xc: np.ndarray,
+        w: np.ndarray,
+        means_c: np.ndarray,
+        pc: np.ndarray,
+        log_const: np.ndarray,
+    ) -> ChunkStats:
+        """E-step of one chunk: ``log p_nk = log_const_k − ½·maha_nk``, responsibilities, sums.
+
+        The generic path; structures override it with fused products where that pays.
+        """
+        logp = self.mahalanobis(Xc, means_c, pc)
+        logp *= -0.5
+        logp += log_const.astype(logp.dtype)
+        return _finish(Xc, w, logp, self)
+
+
+def _finish(Xc, w, logp, structure) -> ChunkStats:
+    row_ll = np.empty(Xc.shape[0])
+    normalize_rows(logp, w, row_ll)
+    R = logp
+    return ChunkStats(
+        row_ll,
+        R.sum(axis=0, dtype=np.float64),
+        (R.T @ Xc).astype(np.float64),
+        np.asarray(structure.second_moment(Xc, R, w), dtype=np.float64),
+    )
+
+
+def _squares_and_values(Xc: np.ndarray) -> np.ndarray:
+    """``Z = [Xc, Xc²]`` (n, 2D): one matrix serves the E-step form and the M-step sums."""
+    n, D = Xc.shape
+    Z = np.empty((n, 2 * D), dtype=Xc.dtype)
+    Z[:, :D] = Xc
+    np.square(Xc, out=Z[:, D:])
+    return Z
+
+
+def _diagonal_accumulate(Xc, w, means_c, prec, log_const) -> ChunkStats:
+    """Diagonal precisions ``prec`` (K, D): ``log p = c + Z·[μΛ; −½Λ]``, sums ``Rᵀ Z``.
+
+    The expanded form loses ``ε·(|x − o|/σ_k)²`` of the Mahalanobis distance; in float32 that
+    breaks the monotonicity of EM once a component shrinks, so it is evaluated in float64 for
+    every input dtype (the data stay float32 in memory; one chunk is converted at a time).
+    """
+    D = Xc.shape[1]
+    Z = _squares_and_values(_float64(Xc))
+    G = np.vstack([(means_c * prec).T, -0.5 * prec.T])
+    logp = Z @ G
+    logp += log_const - 0.5 * (np.square(means_c) * prec).sum(axis=1)
+    row_ll = np.empty(Xc.shape[0])
+    normalize_rows(logp, w, row_ll)
+    M = logp.T @ Z
+    return ChunkStats(row_ll, logp.sum(axis=0), M[:, :D], M[:, D:])
+
+
+def _float64(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float64, copy=False)
 
 
 class Full(CovarianceStructure):
@@ -159,7 +232,7 @@ class Full(CovarianceStructure):
         return cov
 
     def precisions_cholesky(self, cov):
-        return np.stack([_triangular_precision_cholesky(c, k) for k, c in enumerate(cov)])
+        return _triangular_precision_cholesky(cov, None)
 
     def covariances_from_cholesky(self, pc):
         return self.covariances_from_precisions(self.precisions_from_cholesky(pc))
@@ -210,6 +283,33 @@ class Full(CovarianceStructure):
     def temp_bytes_per_row(self, K, D, itemsize):
         return itemsize * (K * D + K + 2 * D)
 
+    def accumulate(self, Xc, w, means_c, pc, log_const):
+        """``Y = Xc·[L_1 … L_K]`` (one product), a fused sweep for centring, log-densities,
+        responsibilities and √r weighting, then ``S_k = Y_kᵀ Y_k`` mapped back by ``L_k⁻¹``:
+        the second moment about each component mean, so nothing cancels in the working dtype.
+        """
+        K, D, _ = pc.shape
+        n = Xc.shape[0]
+        dtype = Xc.dtype
+        Y = Xc @ pc.transpose(1, 0, 2).reshape(D, K * D).astype(dtype)
+        offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(K * D)
+        R = np.empty((n, K), dtype=dtype)
+        logp = R if dtype == np.float64 else np.empty((n, K))
+        row_ll = np.empty(n)
+        full_rows(Y, offsets, log_const, w, logp, R, row_ll)
+        nk = R.sum(axis=0, dtype=np.float64)
+        sx = (R.T @ Xc).astype(np.float64)
+        Yk = Y.reshape(n, K, D).transpose(1, 0, 2)  # (K, n, D) view
+        scatter = np.matmul(Yk.transpose(0, 2, 1), Yk).astype(np.float64)  # Σ w r y yᵀ
+        inv_pc = np.linalg.inv(pc)
+        second = inv_pc.transpose(0, 2, 1) @ scatter @ inv_pc  # Σ w r (x−μ_k)(x−μ_k)ᵀ
+        # about the origin: Σ w r (x−o)(x−o)ᵀ = C + u mᵀ + m uᵀ + n_k m mᵀ, u = s_x − n_k m
+        u = sx - nk[:, None] * means_c
+        outer = u[:, :, None] * means_c[:, None, :]
+        second += outer + outer.transpose(0, 2, 1)
+        second += nk[:, None, None] * means_c[:, :, None] * means_c[:, None, :]
+        return ChunkStats(row_ll, nk, sx, second)
+
 
 class Tied(CovarianceStructure):
     """All components share one general covariance ``Σ``."""
@@ -217,7 +317,8 @@ class Tied(CovarianceStructure):
     name = "tied"
 
     def second_moment(self, Xc, R, w):
-        return (Xc * w[:, None].astype(Xc.dtype)).T @ Xc
+        Xc64 = _float64(Xc)  # uncentred: formed in float64 whatever the data's dtype
+        return (Xc64 * w[:, None]).T @ Xc64
 
     def second_moment_shape(self, K, D):
         return (D, D)
@@ -281,7 +382,7 @@ class Diag(CovarianceStructure):
     name = "diag"
 
     def second_moment(self, Xc, R, w):
-        return R.T @ np.square(Xc)
+        return _float64(R).T @ np.square(_float64(Xc))
 
     def second_moment_shape(self, K, D):
         return (K, D)
@@ -332,6 +433,12 @@ class Diag(CovarianceStructure):
         d = int(np.argmax(cov[k]))
         return float(cov[k, d]), np.eye(D)[d]
 
+    def accumulate(self, Xc, w, means_c, pc, log_const):
+        return _diagonal_accumulate(Xc, w, means_c, np.square(pc), log_const)
+
+    def temp_bytes_per_row(self, K, D, itemsize):
+        return itemsize * (K + 2 * D)
+
     def copy_component(self, cov, src, dst):
         cov = cov.copy()
         cov[dst] = cov[src]
@@ -344,7 +451,7 @@ class Spherical(CovarianceStructure):
     name = "spherical"
 
     def second_moment(self, Xc, R, w):
-        return R.T @ np.square(Xc)
+        return _float64(R).T @ np.square(_float64(Xc))
 
     def second_moment_shape(self, K, D):
         return (K, D)
@@ -394,6 +501,11 @@ class Spherical(CovarianceStructure):
 
     def principal_axis(self, cov, k, D):
         return float(cov[k]), np.eye(D)[0]
+
+    def accumulate(self, Xc, w, means_c, pc, log_const):
+        D = Xc.shape[1]
+        prec = np.repeat(np.square(pc)[:, None], D, axis=1)
+        return _diagonal_accumulate(Xc, w, means_c, prec, log_const)
 
     def copy_component(self, cov, src, dst):
         cov = cov.copy()

@@ -38,7 +38,10 @@ class GaussianMixtureParams:
 
 @dataclass(frozen=True)
 class GaussianMixtureStats(Stats):
-    """``n_k = Σ w r_nk``, ``s_k = Σ w r_nk x_n`` and the structure's second moment (about the origin)."""
+    """``n_k = Σ w r_nk``, ``s_k = Σ w r_nk x_n`` and the structure's second moment.
+
+    Sums are about the model's fixed origin.
+    """
 
     nk: np.ndarray
     sx: np.ndarray
@@ -73,30 +76,43 @@ class GaussianMixtureModel:
     def _origin(self, D: int) -> np.ndarray:
         return np.zeros(D) if self.origin is None else self.origin
 
-    def component_log_prob(self, params: GaussianMixtureParams, X: np.ndarray) -> np.ndarray:
-        """``log π_k + log N(x_n | μ_k, Σ_k)`` as ``(n, K)`` in the dtype of ``X``."""
+    def _log_const(self, params: GaussianMixtureParams) -> np.ndarray:
+        """``log π_k + ½ log det Λ_k − (D/2) log 2π``."""
         K, D = params.means.shape
-        origin = self._origin(D)
-        Xc = X - origin.astype(X.dtype)
-        means_c = params.means - origin
-        maha = self.covariance.mahalanobis(Xc, means_c, params.precisions_cholesky)
-        const = (
+        return (
             np.log(params.weights)
             + self.covariance.log_det_cholesky(params.precisions_cholesky, K, D)
             - 0.5 * D * LOG_2PI
         )
+
+    def component_log_prob(self, params: GaussianMixtureParams, X: np.ndarray) -> np.ndarray:
+        """``log π_k + log N(x_n | μ_k, Σ_k)`` as ``(n, K)`` in the dtype of ``X``."""
+        origin = self._origin(X.shape[1])
+        maha = self.covariance.mahalanobis(
+            X - origin.astype(X.dtype), params.means - origin, params.precisions_cholesky
+        )
         maha *= -0.5
-        maha += const.astype(X.dtype)
+        maha += self._log_const(params).astype(X.dtype)
         return maha
 
     # --- engine protocol ------------------------------------------------------------------------
     def e_step(self, params: GaussianMixtureParams, batch: Batch) -> GaussianMixtureStats:
-        logp = self.component_log_prob(params, batch.X)
-        log_resp, row_ll = log_softmax_rows(logp)
-        w = batch.weights
-        R = np.exp(log_resp, out=log_resp)
-        R *= w[:, None].astype(R.dtype)
-        return self.stats_from_resp(batch.X, w, R, loglik=float(w @ row_ll))
+        X, w = batch.X, batch.weights
+        origin = self._origin(X.shape[1])
+        chunk = self.covariance.accumulate(
+            X - origin.astype(X.dtype),
+            w,
+            params.means - origin,
+            params.precisions_cholesky,
+            self._log_const(params),
+        )
+        return GaussianMixtureStats(
+            loglik=float(w @ chunk.row_ll),
+            weight=float(w.sum()),
+            nk=chunk.nk,
+            sx=chunk.sx,
+            sxx=chunk.sxx,
+        )
 
     def stats_from_resp(
         self, X: np.ndarray, w: np.ndarray, R: np.ndarray, loglik: float = 0.0
@@ -187,7 +203,9 @@ class GaussianMixtureModel:
         if self.init_method == "kmeans":
             from sklearn.cluster import KMeans
 
-            labels = KMeans(n_clusters=K, n_init=1, random_state=seed).fit(X, sample_weight=w).labels_
+            labels = (
+                KMeans(n_clusters=K, n_init=1, random_state=seed).fit(X, sample_weight=w).labels_
+            )
             return self.from_labels(data, labels)
         if self.init_method == "k-means++":
             from sklearn.cluster import kmeans_plusplus

@@ -1,0 +1,88 @@
+"""Fused per-row passes of the mixture E-step (numba; arrays in, arrays out).
+
+Matrix products stay in BLAS; these kernels do the element-wise work that numpy would spread
+over many passes and temporaries: the log-sum-exp normalisation of each row, and for full
+covariances the centring, squaring and re-weighting of the projected rows in one sweep while the
+row is in cache.  They are serial and release the GIL: the engine runs chunks on parallel
+threads, which beats threading inside small, cache-sized chunks.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_OPTS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+@numba.njit(**_OPTS)
+def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> None:
+    """In place: ``logp[n] ← w_n·softmax(logp[n])`` and ``row_ll[n] = logsumexp(logp[n])``."""
+    n, K = logp.shape
+    for i in range(n):
+        top = logp[i, 0]
+        for k in range(1, K):
+            if logp[i, k] > top:
+                top = logp[i, k]
+        if not np.isfinite(top):
+            top = 0.0
+        total = 0.0
+        for k in range(K):
+            e = np.exp(logp[i, k] - top)
+            logp[i, k] = e
+            total += e
+        row_ll[i] = np.log(total) + top
+        scale = weights[i] / total
+        for k in range(K):
+            logp[i, k] = logp[i, k] * scale
+
+
+@numba.njit(**_OPTS)
+def full_rows(
+    Y: np.ndarray,
+    offsets: np.ndarray,
+    const: np.ndarray,
+    weights: np.ndarray,
+    logp: np.ndarray,
+    R: np.ndarray,
+    row_ll: np.ndarray,
+) -> None:
+    """One sweep over ``Y = X L`` (n, K·D) for full covariances, in place.
+
+    ``Y_k ← Y_k − μ_k L_k``; ``log p_k = const_k − ½‖Y_k‖²``; ``R[n] = w_n softmax(log p)``;
+    ``Y_k ← √R_nk · Y_k`` so that ``Y_kᵀ Y_k = Σ_n w_n r_nk y_nk y_nkᵀ``.  ``logp`` is a float64
+    scratch of shape (n, K) (it may be ``R`` itself when ``R`` is float64).
+    """
+    n = Y.shape[0]
+    K = const.shape[0]
+    D = Y.shape[1] // K
+    for i in range(n):
+        top = -np.inf
+        for k in range(K):
+            s = 0.0
+            base = k * D
+            for d in range(D):
+                t = Y[i, base + d] - offsets[base + d]
+                Y[i, base + d] = t
+                s += t * t
+            lp = const[k] - 0.5 * s
+            logp[i, k] = lp
+            if lp > top:
+                top = lp
+        if not np.isfinite(top):
+            top = 0.0
+        total = 0.0
+        for k in range(K):
+            e = np.exp(logp[i, k] - top)
+            logp[i, k] = e
+            total += e
+        row_ll[i] = np.log(total) + top
+        scale = weights[i] / total
+        for k in range(K):
+            r = logp[i, k] * scale
+            R[i, k] = r
+            root = np.sqrt(r)
+            base = k * D
+            for d in range(D):
+                Y[i, base + d] = Y[i, base + d] * root
+
