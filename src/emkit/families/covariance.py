@@ -10,7 +10,7 @@ the expanded quadratic forms by ``ε·(spread / within-component sd)²``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -149,22 +149,33 @@ class CovarianceStructure(ABC):
     def temp_bytes_per_row(self, K: int, D: int, itemsize: int) -> int:
         return itemsize * (K + 2 * D)
 
+    def prepare(self, pc: np.ndarray) -> Any:
+        """Whatever :meth:`accumulate` needs from the factors, computed once per E-step."""
+        return pc
+
     def accumulate(
         self,
         Xc: np.ndarray,
         w: np.ndarray,
         means_c: np.ndarray,
-        pc: np.ndarray,
+        factors: Any,
         log_const: np.ndarray,
     ) -> ChunkStats:
         """E-step of one chunk: ``log p_nk = log_const_k − ½·maha_nk``, responsibilities, sums.
 
-        The generic path; structures override it with fused products where that pays.
+        ``factors`` is ``prepare(pc)``.  The generic path; structures override it with fused
+        products where that pays.
         """
-        logp = self.mahalanobis(Xc, means_c, pc)
+        logp = self.mahalanobis(Xc, means_c, factors)
         logp *= -0.5
         logp += log_const.astype(logp.dtype)
         return _finish(Xc, w, logp, self)
+
+
+class _FullFactors(NamedTuple):
+    pc: np.ndarray  # (K, D, D) upper-triangular precision factors
+    stacked: np.ndarray  # (D, K·D): x @ stacked = [x L_1, …, x L_K]
+    inverse: np.ndarray  # (K, D, D) L_k⁻¹
 
 
 def _finish(Xc, w, logp, structure) -> ChunkStats:
@@ -283,16 +294,21 @@ class Full(CovarianceStructure):
     def temp_bytes_per_row(self, K, D, itemsize):
         return itemsize * (K * D + K + 2 * D)
 
-    def accumulate(self, Xc, w, means_c, pc, log_const):
+    def prepare(self, pc):
+        K, D, _ = pc.shape
+        return _FullFactors(pc, pc.transpose(1, 0, 2).reshape(D, K * D), np.linalg.inv(pc))
+
+    def accumulate(self, Xc, w, means_c, factors, log_const):
         """``Y = Xc·[L_1 … L_K]`` (one product), a fused sweep for centring, log-densities,
         responsibilities and √r weighting, then ``S_k = Y_kᵀ Y_k`` mapped back by ``L_k⁻¹``:
         the second moment about each component mean, so nothing cancels in the working dtype.
         """
+        pc, stacked, inv_pc = factors
         K, D, _ = pc.shape
         n = Xc.shape[0]
         dtype = Xc.dtype
-        Y = Xc @ pc.transpose(1, 0, 2).reshape(D, K * D).astype(dtype)
-        offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(K * D)
+        Y = Xc @ stacked.astype(dtype, copy=False)
+        offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(K * D).astype(dtype)
         R = np.empty((n, K), dtype=dtype)
         logp = R if dtype == np.float64 else np.empty((n, K))
         row_ll = np.empty(n)
@@ -301,7 +317,6 @@ class Full(CovarianceStructure):
         sx = (R.T @ Xc).astype(np.float64)
         Yk = Y.reshape(n, K, D).transpose(1, 0, 2)  # (K, n, D) view
         scatter = np.matmul(Yk.transpose(0, 2, 1), Yk).astype(np.float64)  # Σ w r y yᵀ
-        inv_pc = np.linalg.inv(pc)
         second = inv_pc.transpose(0, 2, 1) @ scatter @ inv_pc  # Σ w r (x−μ_k)(x−μ_k)ᵀ
         # about the origin: Σ w r (x−o)(x−o)ᵀ = C + u mᵀ + m uᵀ + n_k m mᵀ, u = s_x − n_k m
         u = sx - nk[:, None] * means_c

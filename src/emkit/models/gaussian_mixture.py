@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -57,6 +58,17 @@ def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logp, norm[:, 0]
 
 
+@lru_cache(maxsize=8)
+def _prepared(model: GaussianMixtureModel, params: GaussianMixtureParams) -> tuple:
+    """What every chunk's E-step needs from ``params``, computed once per (model, params).
+
+    Both are immutable and hashed by identity, so this is a memo of a pure function.
+    """
+    origin = model._origin(params.n_features)
+    factors = model.covariance.prepare(params.precisions_cholesky)
+    return origin, params.means - origin, factors, model._log_const(params)
+
+
 @dataclass(frozen=True, eq=False)
 class GaussianMixtureModel:
     """A K-component Gaussian mixture with a covariance structure object.
@@ -98,13 +110,9 @@ class GaussianMixtureModel:
     # --- engine protocol ------------------------------------------------------------------------
     def e_step(self, params: GaussianMixtureParams, batch: Batch) -> GaussianMixtureStats:
         X, w = batch.X, batch.weights
-        origin = self._origin(X.shape[1])
+        origin, means_c, factors, log_const = _prepared(self, params)
         chunk = self.covariance.accumulate(
-            X - origin.astype(X.dtype),
-            w,
-            params.means - origin,
-            params.precisions_cholesky,
-            self._log_const(params),
+            X - origin.astype(X.dtype), w, means_c, factors, log_const
         )
         return GaussianMixtureStats(
             loglik=float(w @ chunk.row_ll),
