@@ -6,23 +6,20 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import DensityMixin
-from sklearn.utils import check_random_state
 
 from emkit._validation import InputError, check_sample_weight, check_X
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator
+from emkit.estimators._mixture import MixtureInference
 from emkit.families.covariance import CovarianceStructure, covariance_structure
 from emkit.models.gaussian_mixture import (
     INIT_METHODS,
     GaussianMixtureModel,
     GaussianMixtureParams,
-    log_softmax_rows,
 )
 
-_PREDICT_ROWS = 65536
 
-
-class GaussianMixture(DensityMixin, EMEstimator):
+class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
     """Gaussian mixture fitted by EM: ``p(x) = Σ_k π_k N(x | μ_k, Σ_k)``.
 
     Parameters follow :class:`sklearn.mixture.GaussianMixture`; additions are ``sample_weight``
@@ -68,7 +65,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
         self.accelerate = accelerate
         self.verbose = verbose
 
-    # --- fitting ----------------------------------------------------------------------------------
+    # --- fitting ------------------------------------------------------------------------------
     def fit(
         self,
         X: Any,
@@ -94,10 +91,6 @@ class GaussianMixture(DensityMixin, EMEstimator):
         model = self._build_model(X, w)
         self._run_engine(model, ArrayData(X, w), callback)
         return self
-
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
-        """Fit, then label every row with its most probable component."""
-        return self.fit(X, y, sample_weight).predict(X)
 
     def _check_hyperparameters(self) -> None:
         if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
@@ -153,7 +146,7 @@ class GaussianMixture(DensityMixin, EMEstimator):
             raise InputError(f"{name} contains NaN or inf")
         return arr
 
-    # --- fitted parameters ------------------------------------------------------------------------
+    # --- fitted parameters --------------------------------------------------------------------
     def _set_fitted(self, params: GaussianMixtureParams) -> None:
         structure = covariance_structure(self.covariance_type)
         self.weights_ = params.weights
@@ -173,69 +166,18 @@ class GaussianMixture(DensityMixin, EMEstimator):
             origin=np.asarray(self.weights_ @ self.means_),
         )
 
-    # --- inference -------------------------------------------------------------------------------
-    def _log_resp_chunks(self, X: Any):
-        self._check_fitted()
-        X = check_X(self, X, reset=False)
-        model, params = self._fitted_model(), self._get_fitted_params()
-        for start in range(0, X.shape[0], _PREDICT_ROWS):
-            yield log_softmax_rows(model.component_log_prob(params, X[start : start + _PREDICT_ROWS]))
+    # --- inference (shared: MixtureInference) -------------------------------------------------
+    def _check_predict_X(self, X: Any) -> np.ndarray:
+        return check_X(self, X, reset=False)
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Log-density ``log p(x_n)`` of every row."""
-        parts = [row_ll for _, row_ll in self._log_resp_chunks(X)]
-        return np.concatenate(parts) if parts else np.empty(0)
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Mean (weighted) log-density per row."""
-        ll = self.score_samples(X)
-        if sample_weight is None:
-            return float(ll.mean())
-        return float(np.average(ll, weights=np.asarray(sample_weight, dtype=np.float64)))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Posterior responsibilities ``p(k | x_n)``, shape ``(n, K)``."""
-        parts = [np.exp(lr) for lr, _ in self._log_resp_chunks(X)]
-        return np.concatenate(parts) if parts else np.empty((0, self.n_components))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Most probable component of every row."""
-        parts = [lr.argmax(axis=1) for lr, _ in self._log_resp_chunks(X)]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
-
-    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``n_samples`` rows and their component labels from the fitted mixture."""
-        self._check_fitted()
-        if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-        rs = check_random_state(self.random_state)
-        rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+    def _sample_component(self, rng: np.random.Generator, k: int, n: int) -> np.ndarray:
         structure = covariance_structure(self.covariance_type)
-        counts = rng.multinomial(n_samples, self.weights_)
-        D = self.means_.shape[1]
-        X = np.vstack(
-            [
-                self.means_[k] + structure.noise(rng, self.covariances_, k, int(c), D)
-                for k, c in enumerate(counts)
-            ]
-        )
-        y = np.repeat(np.arange(counts.size), counts)
-        return X, y
+        return self.means_[k] + structure.noise(rng, self.covariances_, k, n, self.means_.shape[1])
 
-    # --- model selection --------------------------------------------------------------------------
+    # --- model selection ----------------------------------------------------------------------
     def n_parameters(self) -> int:
         """Free parameters: ``(K−1)`` weights + ``K·D`` means + the covariance structure's."""
         self._check_fitted()
         K, D = self.means_.shape
         structure = covariance_structure(self.covariance_type)
         return int(K - 1 + K * D + structure.n_parameters(K, D))
-
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion ``−2ℓ + p·ln n`` (lower is better, scikit-learn's sign)."""
-        n = np.shape(X)[0]
-        return float(-2.0 * self.score(X) * n + self.n_parameters() * np.log(n))
-
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion ``−2ℓ + 2p`` (lower is better)."""
-        n = np.shape(X)[0]
-        return float(-2.0 * self.score(X) * n + 2.0 * self.n_parameters())

@@ -84,7 +84,7 @@ class CovarianceStructure(ABC):
     def __hash__(self) -> int:
         return hash(type(self))
 
-    # --- statistics -------------------------------------------------------------------------
+    # --- statistics ---------------------------------------------------------------------------
     @abstractmethod
     def second_moment(self, Xc: np.ndarray, R: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Additive second-moment statistic (float64) of rows ``Xc``, weighted resp ``R``."""

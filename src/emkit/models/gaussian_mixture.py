@@ -84,7 +84,7 @@ class GaussianMixtureModel:
     init_method: str = "k-means++"
     collapse_fraction: float = field(default=1e-10, repr=False)
 
-    # --- densities ------------------------------------------------------------------------------
+    # --- densities ----------------------------------------------------------------------------
     def _origin(self, D: int) -> np.ndarray:
         return np.zeros(D) if self.origin is None else self.origin
 
@@ -107,7 +107,7 @@ class GaussianMixtureModel:
         maha += self._log_const(params).astype(X.dtype)
         return maha
 
-    # --- engine protocol ------------------------------------------------------------------------
+    # --- engine protocol ----------------------------------------------------------------------
     def e_step(self, params: GaussianMixtureParams, batch: Batch) -> GaussianMixtureStats:
         X, w = batch.X, batch.weights
         origin, means_c, factors, log_const = _prepared(self, params)
@@ -183,7 +183,7 @@ class GaussianMixtureModel:
         itemsize = params.means.dtype.itemsize
         return self.covariance.temp_bytes_per_row(K, D, itemsize) + 3 * K * 8
 
-    # --- SQUAREM coordinates ----------------------------------------------------------------------
+    # --- SQUAREM coordinates ------------------------------------------------------------------
     def flatten(self, params: GaussianMixtureParams) -> np.ndarray:
         return np.concatenate(
             [
@@ -203,7 +203,7 @@ class GaussianMixtureModel:
             precisions_cholesky=self.covariance.unflatten(vector[K + K * D :], K, D),
         )
 
-    # --- initialisation ---------------------------------------------------------------------------
+    # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> GaussianMixtureParams:
         """Parameters from one M-step on responsibilities given by ``init_method``."""
         X, w, K = data.X, data.weights, self.n_components
