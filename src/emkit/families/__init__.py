@@ -1,0 +1,31 @@
+"""Component distributions: Gaussian covariance structures and the families of finite mixtures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emkit.families.base import Family
+from emkit.families.poisson import Poisson
+
+FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Poisson,)}
+
+
+def make_family(spec: str | dict[str, Any] | Family) -> Family:
+    """A family from its name (``"poisson"``), its ``config()`` dict, or the object itself."""
+    if isinstance(spec, Family):
+        return spec
+    if isinstance(spec, dict):
+        options = dict(spec)
+        name = options.pop("name", None)
+        return _family_class(name).from_config(options)
+    return _family_class(spec)()
+
+
+def _family_class(name: Any) -> type[Family]:
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {name!r}") from None
+
+
+__all__ = ["FAMILIES", "Family", "Poisson", "make_family"]

@@ -30,10 +30,28 @@ class Family(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    def config(self) -> dict[str, Any]:
+        """JSON-safe description from which :func:`emkit.families.make_family` rebuilds it."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, options: dict[str, Any]) -> Family:
+        return cls(**options)
+
     # --- configuration and input checks -------------------------------------------------------
-    def configure(self, X: np.ndarray) -> Family:
-        """A copy sized for ``X`` (e.g. categories per column); the default needs nothing."""
+    def configure(self, X: Any) -> Family:
+        """A copy fitted to the training input's layout (e.g. the categories of each column)."""
         return self
+
+    def encode(self, X: Any, names: list[str] | None = None) -> np.ndarray:
+        """The float matrix the family computes on, from validated 2-D input (default: as is).
+
+        Families of non-numeric data (categories) map values to codes here and name unseen
+        values, with their column, in the error.
+        """
+        return np.asarray(X, dtype=np.float64)
+
+    numeric_input: ClassVar[bool] = True  # False: strings allowed (encode maps them)
 
     def check(self, X: np.ndarray, names: list[str] | None = None) -> None:  # noqa: B027
         """Raise :class:`InputError` naming the column and value the family cannot model."""
@@ -89,11 +107,11 @@ def column_label(j: int, names: list[str] | None) -> str:
 
 
 def reject_values(X: np.ndarray, bad: np.ndarray, names: list[str] | None, what: str) -> None:
-    """Raise naming the first row, column and value where ``bad`` holds."""
+    """Raise ``what`` naming the first row, column and value where ``bad`` holds."""
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise InputError(
-            f"column {column_label(j, names)} holds {X[i, j]!r} at row {i}: {what} "
+            f"{what}: column {column_label(j, names)} holds {X[i, j]!r} at row {i} "
             f"({int(bad.sum())} such value(s) in all)"
         )
 

@@ -19,13 +19,16 @@ class Poisson(Family):
     """Independent Poisson counts per column; M-step ``λ_k = Σ_n r_nk x_n / n_k``."""
 
     name = "poisson"
+    positive_only = True
 
     def __init__(self, min_rate: float = 1e-10):
         self.min_rate = float(min_rate)
 
+    def config(self):
+        return {"name": self.name, "min_rate": self.min_rate}
+
     def check(self, X, names=None):
-        reject_values(X, X < 0, names, "Poisson counts must be non-negative")
-        reject_values(X, X != np.round(X), names, "Poisson counts must be whole numbers")
+        reject_values(X, X < 0, names, "Negative values in data cannot be Poisson counts")
 
     def log_prob(self, params, X):
         log_rates = np.log(params.rates)

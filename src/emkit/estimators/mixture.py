@@ -1,0 +1,138 @@
+"""``emkit.MixtureModel``: a finite mixture of any component family, fitted by EM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import DensityMixin
+
+from emkit._validation import InputError, check_sample_weight, check_X
+from emkit.engine import ArrayData, ProgressCallback
+from emkit.estimators._base import EMEstimator
+from emkit.estimators._mixture import MixtureInference
+from emkit.families import Family, make_family
+from emkit.models.mixture import MIXTURE_INITS, FamilyMixture, MixtureParams
+
+
+class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
+    """Mixture ``p(x) = Σ_k π_k f(x | θ_k)`` of a component ``family`` fitted by EM.
+
+    ``family`` is a name (``"poisson"``, …) or a family object; the settings mean what they mean
+    for :class:`emkit.GaussianMixture`.  Fitted: ``weights_``, ``family_`` (the configured
+    family), ``components_`` (its parameters), and the family's named arrays as attributes
+    (e.g. ``rates_`` for Poisson).
+    """
+
+    def __init__(
+        self,
+        family: str | Family = "poisson",
+        n_components: int = 1,
+        *,
+        tol: float = 1e-5,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "k-means++",
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "none",
+        verbose: int = 0,
+    ):
+        self.family = family
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.stopping = stopping
+        self.accelerate = accelerate
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        family = make_family(self.family)
+        tags.input_tags.positive_only = bool(getattr(family, "positive_only", False))
+        tags.input_tags.string = not family.numeric_input
+        return tags
+
+    # --- fitting ---------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        callback: ProgressCallback | None = None,
+    ) -> MixtureModel:
+        """Fit by EM; ``sample_weight`` multiplies each row's contribution to the statistics."""
+        if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+        if self.init_params not in MIXTURE_INITS:
+            raise ValueError(
+                f"init_params must be one of {MIXTURE_INITS}, got {self.init_params!r}"
+            )
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        family = self.family_ if warm else make_family(self.family)
+        raw = self._validate(family, X, reset=not warm)
+        if not warm:
+            family = family.configure(raw)
+        Xf = family.encode(raw, self._names())
+        family.check(Xf, self._names())
+        if Xf.shape[0] < self.n_components:
+            raise InputError(
+                f"n_components={self.n_components} needs at least as many samples, "
+                f"got {Xf.shape[0]}"
+            )
+        w = check_sample_weight(sample_weight, Xf)
+        self.family_ = family
+        model = self._engine_model()
+        self._run_engine(model, ArrayData(Xf, w), callback)
+        return self
+
+    def _validate(self, family: Family, X: Any, reset: bool) -> np.ndarray:
+        if family.numeric_input:
+            return check_X(self, X, reset=reset)
+        from sklearn.utils.validation import validate_data
+
+        arr = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+        return np.asarray(arr, dtype=object)
+
+    def _names(self) -> list[str] | None:
+        names = getattr(self, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else None
+
+    def _engine_model(self) -> FamilyMixture:
+        return FamilyMixture(self.family_, int(self.n_components), self.init_params)
+
+    def _start_params(self, model: FamilyMixture, data: ArrayData, rng: np.random.Generator):
+        return None
+
+    def _set_fitted(self, params: MixtureParams) -> None:
+        self.weights_ = params.weights
+        self.components_ = params.components
+        for name, value in self.family_.describe(params.components).items():
+            setattr(self, f"{name}_", value)
+
+    def _get_fitted_params(self) -> MixtureParams:
+        return MixtureParams(self.weights_, self.components_)
+
+    # --- inference (shared: MixtureInference) ----------------------------------------------------
+    def _fitted_model(self) -> FamilyMixture:
+        return self._engine_model()
+
+    def _check_predict_X(self, X: Any) -> np.ndarray:
+        raw = self._validate(self.family_, X, reset=False)
+        Xf = self.family_.encode(raw, self._names())
+        self.family_.check(Xf, self._names())
+        return Xf
+
+    def _sample_component(self, rng: np.random.Generator, k: int, n: int) -> np.ndarray:
+        return self.family_.sample(self.components_, k, n, rng)
+
+    def n_parameters(self) -> int:
+        """Free parameters: ``K − 1`` weights plus the family's."""
+        self._check_fitted()
+        return int(len(self.weights_) - 1 + self.family_.n_parameters(self.components_))
