@@ -61,15 +61,15 @@ def _reject_non_numeric(X: Any, names: list[str] | None) -> None:
         return
     if arr is not None and arr.dtype.kind not in "OUS":
         return
-    if arr is None:  # a DataFrame: find the first non-numeric column
+    if arr is None:  # a DataFrame: find the first non-numeric column, and its first bad row
         for name in X.columns:
             col = X[name]
             if col.dtype.kind not in "iufb":
                 try:
                     np.asarray(col, dtype=np.float64)
                 except (TypeError, ValueError):
-                    value = next(v for v in col if not _is_number(v))
-                    raise _non_numeric(repr(str(name)), "a row", value) from None
+                    i, value = next((i, v) for i, v in enumerate(col) if not _is_number(v))
+                    raise _non_numeric(repr(str(name)), f"row {i}", value) from None
         return
     if arr.ndim != 2:
         return
@@ -108,7 +108,10 @@ def check_X(
         ensure_min_samples=min_samples,
     )
     if not allow_nan:
-        message = describe_nonfinite(arr, names or list(getattr(estimator, "feature_names_in_", []) or []) or None)
+        if names is None:  # name the columns after the fitted ones (a plain array at predict)
+            fitted = getattr(estimator, "feature_names_in_", None)
+            names = None if fitted is None else [str(c) for c in fitted]
+        message = describe_nonfinite(arr, names)
         if message:
             raise InputError(message)
     return arr

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,12 @@ def _registry() -> dict[str, type]:
 
 
 def _json_safe(value: Any) -> Any:
+    from emkit.families.covariance import CovarianceStructure
+
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, CovarianceStructure):  # covariance_type given as an object
+        return value.name
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -125,9 +130,19 @@ def load(path: str | os.PathLike) -> Any:
                 value = np.asarray(value, dtype=object)
             setattr(estimator, key, value)
         for key in header["arrays"]:
-            with zf.open(f"{key}.npy") as fh:
-                setattr(estimator, key, np.lib.format.read_array(fh, allow_pickle=False))
+            setattr(estimator, key, _read_array(zf, key, path))
     return estimator
+
+
+def _read_array(zf: zipfile.ZipFile, key: str, path: Any) -> np.ndarray:
+    try:
+        with zf.open(f"{key}.npy") as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except KeyError:
+        raise ModelFileError(f"{path}: the array {key!r} listed in model.json is missing") from None
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        # ValueError: not .npy, an unsupported version, or an object array (would need pickle)
+        raise ModelFileError(f"{path}: the array {key!r} is unreadable ({exc})") from None
 
 
 def _open(path: str | os.PathLike) -> zipfile.ZipFile:
@@ -142,12 +157,25 @@ def _open(path: str | os.PathLike) -> zipfile.ZipFile:
 def _header(zf: zipfile.ZipFile, path: Any) -> dict[str, Any]:
     try:
         header = json.loads(zf.read("model.json"))
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, zlib.error):  # JSON, UTF-8, CRC
         raise ModelFileError(f"{path} has no readable model.json header") from None
-    if header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an emkit model file")
-    if header.get("format_version", 0) > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} was written by a newer emkit (format {header['format_version']}); upgrade"
-        )
+    version = header.get("format_version", 0)
+    if not isinstance(version, int):
+        raise ModelFileError(f"{path}: model.json has a malformed format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by a newer emkit (format {version}); upgrade")
+    expected = {"estimator": str, "params": dict, "attributes": dict, "arrays": list}
+    for key, kind in expected.items():
+        if not isinstance(header.get(key), kind):
+            raise ModelFileError(f"{path}: the model.json header lacks a valid {key!r} entry")
+    names = list(header["attributes"]) + list(header["arrays"])
+    if not all(isinstance(n, str) and n.isidentifier() and _is_fitted_name(n) for n in names):
+        raise ModelFileError(f"{path}: model.json names attributes that are not fitted state")
     return header
+
+
+def _is_fitted_name(name: str) -> bool:
+    """Fitted attributes are ``name_`` (scikit-learn's convention), never private or dunder."""
+    return name.endswith("_") and not name.startswith("_")

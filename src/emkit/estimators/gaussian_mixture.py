@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,21 @@ from emkit.models.gaussian_mixture import (
     GaussianMixtureModel,
     GaussianMixtureParams,
 )
+
+
+def _check_precisions(prec: np.ndarray, structure: str) -> None:
+    """User-given precisions: symmetric positive definite matrices, or positive numbers."""
+    if structure in ("diag", "spherical"):
+        bad = np.flatnonzero((prec <= 0).reshape(prec.shape[0], -1).any(axis=1))
+        if bad.size:
+            raise InputError(f"precisions_init must be positive (component {int(bad[0])})")
+        return
+    for k, matrix in enumerate(prec[None] if structure == "tied" else prec):
+        where = "" if structure == "tied" else f" (component {k})"
+        if not np.allclose(matrix, matrix.T):
+            raise InputError(f"precisions_init must be symmetric{where}")
+        if np.linalg.eigvalsh(matrix)[0] <= 0:
+            raise InputError(f"precisions_init must be positive definite{where}")
 
 
 class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
@@ -77,16 +93,17 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         """Fit by EM.  ``sample_weight`` multiplies each row's contribution to the statistics."""
         self._check_hyperparameters()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        X = check_X(self, X, reset=not warm, min_samples=self.n_components)
+        X = check_X(self, X, reset=not warm, min_samples=min(2, self.n_components))
         if X.shape[0] < self.n_components:
             raise InputError(
-                f"n_components={self.n_components} needs at least as many samples, got {X.shape[0]}"
+                f"n_components={self.n_components} needs at least {self.n_components} samples, "
+                f"got {X.shape[0]}; reduce n_components"
             )
         w = check_sample_weight(sample_weight, X)
         if np.count_nonzero(w) < self.n_components:
             raise InputError(
                 f"only {np.count_nonzero(w)} rows have positive sample_weight; "
-                f"n_components={self.n_components} needs at least that many"
+                f"n_components={self.n_components} needs at least {self.n_components}"
             )
         model = self._build_model(X, w)
         self._run_engine(model, ArrayData(X, w), callback)
@@ -98,8 +115,18 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         covariance_structure(self.covariance_type)
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
-        if not self.reg_covar >= 0:
-            raise ValueError(f"reg_covar must be >= 0, got {self.reg_covar!r}")
+        for name, low, integral in (
+            ("tol", 0, False),
+            ("reg_covar", 0, False),
+            ("max_iter", 0, True),
+            ("n_init", 1, True),
+        ):
+            value = getattr(self, name)
+            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            valid = valid and value >= low and (not integral or float(value).is_integer())
+            if not valid:
+                kind = "an integer" if integral else "a number"
+                raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
 
     def _build_model(self, X: np.ndarray, w: np.ndarray) -> GaussianMixtureModel:
         origin = (w @ X.astype(np.float64, copy=False)) / w.sum()
@@ -134,6 +161,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         if self.precisions_init is not None:
             structure = model.covariance
             prec = self._user_array("precisions_init", self.precisions_init, structure.shape(K, D))
+            _check_precisions(prec, structure.name)
             pc = structure.precisions_cholesky(structure.covariances_from_precisions(prec))
         return GaussianMixtureParams(weights, means, pc)
 
