@@ -19,25 +19,34 @@ NEGLIGIBLE = 1e-30
 
 
 @numba.njit(**_OPTS)
+def _responsibilities(row: np.ndarray, weight: float) -> float:
+    """In place on one row of log-probabilities: ``row ← w·softmax(row)``; returns logsumexp.
+
+    Responsibilities below ``NEGLIGIBLE`` become 0.
+    """
+    K = row.shape[0]
+    top = row[0]
+    for k in range(1, K):
+        if row[k] > top:
+            top = row[k]
+    if not np.isfinite(top):
+        top = 0.0
+    total = 0.0
+    for k in range(K):
+        e = np.exp(row[k] - top)
+        row[k] = e
+        total += e
+    for k in range(K):
+        r = row[k] / total
+        row[k] = r * weight if r >= NEGLIGIBLE else 0.0
+    return np.log(total) + top
+
+
+@numba.njit(**_OPTS)
 def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> None:
     """In place: ``logp[n] ← w_n·softmax(logp[n])`` and ``row_ll[n] = logsumexp(logp[n])``."""
-    n, K = logp.shape
-    for i in range(n):
-        top = logp[i, 0]
-        for k in range(1, K):
-            if logp[i, k] > top:
-                top = logp[i, k]
-        if not np.isfinite(top):
-            top = 0.0
-        total = 0.0
-        for k in range(K):
-            e = np.exp(logp[i, k] - top)
-            logp[i, k] = e
-            total += e
-        row_ll[i] = np.log(total) + top
-        for k in range(K):
-            r = logp[i, k] / total
-            logp[i, k] = r * weights[i] if r >= NEGLIGIBLE else 0.0
+    for i in range(logp.shape[0]):
+        row_ll[i] = _responsibilities(logp[i], weights[i])
 
 
 @numba.njit(**_OPTS)
@@ -60,7 +69,6 @@ def full_rows(
     K = const.shape[0]
     D = Y.shape[1] // K
     for i in range(n):
-        top = -np.inf
         for k in range(K):
             s = 0.0
             base = k * D
@@ -68,21 +76,10 @@ def full_rows(
                 t = Y[i, base + d] - offsets[base + d]
                 Y[i, base + d] = t
                 s += t * t
-            lp = const[k] - 0.5 * s
-            logp[i, k] = lp
-            if lp > top:
-                top = lp
-        if not np.isfinite(top):
-            top = 0.0
-        total = 0.0
+            logp[i, k] = const[k] - 0.5 * s
+        row_ll[i] = _responsibilities(logp[i], weights[i])
         for k in range(K):
-            e = np.exp(logp[i, k] - top)
-            logp[i, k] = e
-            total += e
-        row_ll[i] = np.log(total) + top
-        for k in range(K):
-            r = logp[i, k] / total
-            r = r * weights[i] if r >= NEGLIGIBLE else 0.0
+            r = logp[i, k]
             R[i, k] = r
             root = np.sqrt(r)
             base = k * D

@@ -460,33 +460,13 @@ class Diag(CovarianceStructure):
         return cov
 
 
-class Spherical(CovarianceStructure):
-    """Each component has its own variance ``σ_k² I``."""
+class Spherical(Diag):
+    """Each component has its own variance ``σ_k² I`` (a diagonal with equal entries)."""
 
     name = "spherical"
 
-    def second_moment(self, Xc, R, w):
-        return _float64(R).T @ np.square(_float64(Xc))
-
-    def second_moment_shape(self, K, D):
-        return (K, D)
-
     def covariances(self, nk, means_c, second, reg):
-        return Diag().covariances(nk, means_c, second, reg).mean(axis=1)
-
-    def precisions_cholesky(self, cov):
-        if np.any(cov <= 0.0):
-            raise _not_pd(int(np.argwhere(cov <= 0.0)[0, 0]))
-        return 1.0 / np.sqrt(cov)
-
-    def covariances_from_cholesky(self, pc):
-        return 1.0 / np.square(pc)
-
-    def precisions_from_cholesky(self, pc):
-        return np.square(pc)
-
-    def covariances_from_precisions(self, prec):
-        return 1.0 / prec
+        return super().covariances(nk, means_c, second, reg).mean(axis=1)
 
     def shape(self, K, D):
         return (K,)
@@ -505,14 +485,8 @@ class Spherical(CovarianceStructure):
     def n_parameters(self, K, D):
         return K
 
-    def flatten(self, pc):
-        return np.log(pc)
-
     def unflatten(self, v, K, D):
         return np.exp(v)
-
-    def noise(self, rng, cov, k, n, D):
-        return rng.standard_normal((n, D)) * np.sqrt(cov[k])
 
     def principal_axis(self, cov, k, D):
         return float(cov[k]), np.eye(D)[0]
@@ -521,11 +495,6 @@ class Spherical(CovarianceStructure):
         D = Xc.shape[1]
         prec = np.repeat(np.square(pc)[:, None], D, axis=1)
         return _diagonal_accumulate(Xc, w, means_c, prec, log_const)
-
-    def copy_component(self, cov, src, dst):
-        cov = cov.copy()
-        cov[dst] = cov[src]
-        return cov
 
 
 STRUCTURES: dict[str, type[CovarianceStructure]] = {
