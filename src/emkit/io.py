@@ -83,8 +83,8 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
 def save(estimator: Any, path: str | os.PathLike) -> Path:
     """Save a fitted emkit estimator to ``path`` (conventionally ``*.emk``)."""
     name = type(estimator).__name__
-    if name not in _registry():
-        raise TypeError(f"cannot save {name}: not an emkit estimator")
+    if _registry().get(name) is not type(estimator):  # by class: sklearn has a GaussianMixture too
+        raise TypeError(f"cannot save {type(estimator).__module__}.{name}: not an emkit estimator")
     if not hasattr(estimator, "converged_"):
         raise ValueError(f"this {name} is not fitted yet; call fit before save")
     import emkit
