@@ -93,6 +93,8 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         """Fit by EM.  ``sample_weight`` multiplies each row's contribution to the statistics."""
         self._check_hyperparameters()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
+        if warm:
+            self._check_warm_start()
         X = check_X(self, X, reset=not warm, min_samples=min(2, self.n_components))
         if X.shape[0] < self.n_components:
             raise InputError(
@@ -108,6 +110,18 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         model = self._build_model(X, w)
         self._run_engine(model, ArrayData(X, w), callback)
         return self
+
+    def _check_warm_start(self) -> None:
+        """A warm start continues the fitted mixture: its shape must match the settings."""
+        K, D = int(self.n_components), self.means_.shape[1]
+        shape = covariance_structure(self.covariance_type).shape(K, D)
+        if self.weights_.shape != (K,) or self.precisions_cholesky_.shape != shape:
+            raise ValueError(
+                f"warm_start=True continues the fitted mixture ({self.weights_.shape[0]} "
+                f"components, precisions of shape {self.precisions_cholesky_.shape}), which does "
+                f"not match n_components={K}, covariance_type={self.covariance_type!r}; set "
+                "warm_start=False to start over"
+            )
 
     def _check_hyperparameters(self) -> None:
         if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
