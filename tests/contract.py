@@ -216,6 +216,9 @@ def _random_weights(n: int, rng: np.random.Generator) -> np.ndarray:
     return weights
 
 
+_SMALL_FITS: dict[str, Any] = {}
+
+
 # corruptions of a valid model file: each must give ModelFileError on load
 def _rewrite(path: Path, edit: Callable[[dict[str, bytes]], dict[str, bytes]]) -> None:
     with zipfile.ZipFile(path) as zf:
@@ -520,8 +523,9 @@ class EMContract:
     def test_corrupt_model_file_gives_model_file_error(
         self, case: ContractCase, tmp_path: Path, corruption: str
     ) -> None:
-        X = case.estimator_data(14)
-        path = emkit.save(_fit(case.estimator(max_iter=3), X), tmp_path / "model.emk")
+        if case.id not in _SMALL_FITS:  # one fit per case serves every corruption
+            _SMALL_FITS[case.id] = _fit(case.estimator(max_iter=3), case.estimator_data(14))
+        path = emkit.save(_SMALL_FITS[case.id], tmp_path / "model.emk")
         CORRUPTIONS[corruption](path)
         with pytest.raises(ModelFileError, match="model"):
             emkit.load(path)

@@ -103,7 +103,9 @@ def test_dataframe_column_names_in_messages(blobs: np.ndarray) -> None:
 
 
 def test_fewer_samples_than_components(blobs: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="n_components=5 needs at least 5 samples, got 3"):
+    with pytest.raises(
+        ValueError, match=r"Found 3 sample\(s\), but n_components=5 needs a minimum of 5"
+    ):
         GaussianMixture(5).fit(blobs[:3])
     with pytest.raises(ValueError, match="sample"):
         GaussianMixture(2).fit(blobs[:1])

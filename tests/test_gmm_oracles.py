@@ -2,15 +2,16 @@
 
 Old Faithful waiting times (R ``datasets::faithful$waiting``, n = 272), two components with one
 shared variance (scikit-learn "tied", mclust "E"), started from weights (0.5, 0.5), means
-(55, 80) and sd 5.  Source: the mixtools vignette (Benaglia, Chauveau, Hunter & Young 2009,
-J. Stat. Software 32(6)), ``normalmixEM(waiting, lambda=.5, mu=c(55, 80), sigma=5,
-mean.constr=...)`` with a common sigma:
+(55, 80) and sd 5.  Source (ORACLES.md): mixtools' ``normalmixEM(waiting, lambda = .5,
+mu = c(55, 80), sigma = 5)`` with one common sigma (``arbvar = FALSE``; mixtools vignette,
+Benaglia, Chauveau, Hunter & Young 2009, J. Stat. Software 32(6)):
 weights 0.36085 / 0.63915, means 54.61364 / 80.09031, shared sd 5.86909, ll −1034.002.
 
-mixtools stops on an absolute change of the log-likelihood (1e-8) slightly before the optimum:
-the exact MLE of the first mean is 54.613626 (scikit-learn at tol 1e-14 and emkit agree, checked
-below), so the means are compared with an absolute tolerance of 2e-5, the published figures'
-own accuracy; weights and sd are compared to their 5 published decimals.
+mixtools stops when the log-likelihood changes by less than ``epsilon = 1e-8`` (absolute),
+slightly before the optimum: the exact MLE of the first mean is 54.613626 (scikit-learn at
+tol 1e-14 and emkit agree, checked below), so the means are compared with an absolute tolerance
+of 2e-5, the published figures' own accuracy; weights and sd to their 5 published decimals,
+the log-likelihood to its 3.
 """
 
 from __future__ import annotations

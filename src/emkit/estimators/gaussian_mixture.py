@@ -95,11 +95,11 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         if warm:
             self._check_warm_start()
-        X = check_X(self, X, reset=not warm, min_samples=min(2, self.n_components))
+        X = check_X(self, X, reset=not warm)
         if X.shape[0] < self.n_components:
             raise InputError(
-                f"n_components={self.n_components} needs at least {self.n_components} samples, "
-                f"got {X.shape[0]}; reduce n_components"
+                f"Found {X.shape[0]} sample(s), but n_components={self.n_components} needs a "
+                f"minimum of {self.n_components}; reduce n_components"
             )
         w = check_sample_weight(sample_weight, X)
         if np.count_nonzero(w) < self.n_components:
