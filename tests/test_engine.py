@@ -374,6 +374,8 @@ def test_numerical_error_on_an_infinite_log_likelihood() -> None:
         ({"tol": math.nan}, "tol"),
         ({"stopping": "absolute"}, "stopping"),
         ({"accelerate": "anderson"}, "accelerate"),
+        ({"n_jobs": 0}, "n_jobs"),
+        ({"n_jobs": 1.5}, "n_jobs"),
     ],
 )
 def test_em_config_rejects_bad_settings(kwargs: dict, match: str) -> None:
@@ -552,6 +554,27 @@ def test_stats_are_frozen_and_with_loglik_copies() -> None:
         a.loglik = 0.0  # type: ignore[misc]
     b = a.with_loglik(-7.0)
     assert b.loglik == -7.0 and a.loglik == -1.0 and b.total == a.total
+
+
+@dataclass(frozen=True)
+class NestedStats(Stats):
+    sums: tuple
+
+
+def test_stats_fields_may_nest_tuples() -> None:
+    a = NestedStats(-1.0, 1.0, (np.array([1.0, 2.0]), (np.ones((2, 2)), 3.0)))
+    b = NestedStats(-2.0, 2.0, (np.array([0.5, 0.5]), (np.eye(2), 1.0)))
+    c = a + b
+    np.testing.assert_array_equal(c.sums[0], [1.5, 2.5])
+    np.testing.assert_array_equal(c.sums[1][0], [[2.0, 1.0], [1.0, 2.0]])
+    assert c.sums[1][1] == 4.0
+    d = 2.0 * a
+    np.testing.assert_array_equal(d.sums[1][0], 2.0 * np.ones((2, 2)))
+    zero = a.zeros_like()
+    assert zero.sums[0].shape == (2,) and zero.sums[1][1] == 0.0
+    assert (a + zero).allclose(a, rtol=0.0)
+    assert sum([a, b]).allclose(c, rtol=0.0)
+    assert not c.allclose(a)
 
 
 def test_base_stats_alone_are_additive() -> None:
