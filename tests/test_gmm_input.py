@@ -421,18 +421,20 @@ def test_sample_shapes_and_labels(blobs: np.ndarray, covariance_type: str) -> No
     # the draws follow the fitted mixture: component shares and means
     shares = np.bincount(y, minlength=3) / 4000
     np.testing.assert_allclose(shares, model.weights_, atol=0.03)
+    full = {  # each component's covariance as a D×D matrix
+        "full": lambda c, k: c[k],
+        "tied": lambda c, k: c,
+        "diag": lambda c, k: np.diag(c[k]),
+        "spherical": lambda c, k: c[k] * np.eye(2),
+    }[covariance_type]
     for k in range(3):
-        if np.count_nonzero(y == k) > 200:
-            spread = np.sqrt(
-                np.max(
-                    np.diag(np.atleast_2d(model.covariances_[k]))
-                    if covariance_type != "tied"
-                    else np.diag(model.covariances_)
-                )
-            )
-            np.testing.assert_allclose(
-                X[y == k].mean(axis=0), model.means_[k], atol=0.2 * spread + 0.05
-            )
+        n_k = np.count_nonzero(y == k)
+        if n_k > 200:
+            cov = full(model.covariances_, k)
+            # sample mean and covariance within 5 standard errors
+            se = np.sqrt(np.diag(cov) / n_k)
+            np.testing.assert_array_less(np.abs(X[y == k].mean(axis=0) - model.means_[k]), 5 * se)
+            np.testing.assert_allclose(np.cov(X[y == k].T), cov, rtol=0.25, atol=0.05)
     X1, y1 = model.sample(1)
     assert X1.shape == (1, 2) and y1.shape == (1,)
     # reproducible given random_state
