@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import reject
@@ -204,6 +208,34 @@ def test_sklearn_estimator_checks_defaults(estimator, check) -> None:
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=EXPECTED_FAILURES, xfail_strict=True)
 def test_sklearn_estimator_checks_three_components(estimator, check) -> None:
     check(estimator)
+
+
+ARRAY_API_SCRIPT = """
+from sklearn.utils.estimator_checks import check_array_api_input
+from emkit import GaussianMixture
+for covariance_type in ("full", "tied", "diag", "spherical"):
+    for k in (1, 3):
+        estimator = GaussianMixture(k, covariance_type=covariance_type, random_state=0)
+        check_array_api_input(
+            "GaussianMixture", estimator, array_namespace="numpy", expect_only_array_outputs=False
+        )
+print("checked")
+"""
+
+
+def test_array_api_dispatch_with_numpy_inputs() -> None:
+    """The one check the parametrized runs skip (SciPy reads SCIPY_ARRAY_API at import, so it
+    runs in a fresh interpreter): array-API dispatch on with NumPy inputs changes nothing."""
+    env = {**os.environ, "SCIPY_ARRAY_API": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-c", ARRAY_API_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "checked"
 
 
 def test_every_covariance_type_gets_sklearn_checks() -> None:
