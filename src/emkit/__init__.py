@@ -1,9 +1,21 @@
 """emkit: latent-variable models fitted by Expectation-Maximization, one engine for all."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.estimators.hmm import HMM, GaussianHMM, PoissonHMM
 from emkit.estimators.mixture import MixtureModel
 from emkit.io import load, save
+from emkit.models.hmm import Learn
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "MixtureModel", "__version__", "load", "save"]
+__all__ = [
+    "HMM",
+    "GaussianHMM",
+    "GaussianMixture",
+    "Learn",
+    "MixtureModel",
+    "PoissonHMM",
+    "__version__",
+    "load",
+    "save",
+]

@@ -1,6 +1,7 @@
 """scikit-learn estimator shells over emkit's models."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.estimators.hmm import HMM, GaussianHMM, PoissonHMM
 from emkit.estimators.mixture import MixtureModel
 
-__all__ = ["GaussianMixture", "MixtureModel"]
+__all__ = ["HMM", "GaussianHMM", "GaussianMixture", "PoissonHMM", "MixtureModel"]

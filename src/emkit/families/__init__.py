@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from emkit.families.base import Family
+from emkit.families.gaussian import Gaussian
 from emkit.families.poisson import Poisson
 from emkit.families.student_t import StudentT
 
-FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Poisson, StudentT)}
+FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Gaussian, Poisson, StudentT)}
 
 
 def make_family(spec: str | dict[str, Any] | Family) -> Family:
@@ -29,4 +30,4 @@ def _family_class(name: Any) -> type[Family]:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {name!r}") from None
 
 
-__all__ = ["FAMILIES", "Family", "Poisson", "StudentT", "make_family"]
+__all__ = ["FAMILIES", "Family", "Gaussian", "Poisson", "StudentT", "make_family"]

@@ -1,0 +1,429 @@
+"""``emkit.HMM``: hidden Markov models with any emission family, fitted by Baum-Welch on the engine.
+
+``HMM(emission=..., n_states=K)`` takes a family name (``"gaussian"``, ``"poisson"``, …) or a
+family object; :class:`GaussianHMM` and :class:`PoissonHMM` are shorthands with hmmlearn's
+attribute names.  Multiple sequences are rows of ``X`` cut by ``lengths`` (as in hmmlearn);
+``sample_weight`` holds one weight per sequence.  Rows holding NaN are missing observations and
+are marginalised (the hidden chain moves on through them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from emkit._validation import InputError, check_X
+from emkit.engine import ProgressCallback
+from emkit.engine.data import SequenceData, check_lengths
+from emkit.estimators._base import EMEstimator
+from emkit.families import Family, make_family
+from emkit.families.gaussian import Gaussian
+from emkit.families.poisson import Poisson
+from emkit.models.hmm import (
+    HMM_INITS,
+    HMMModel,
+    HMMParams,
+    Learn,
+    _log_probabilities,
+    check_probabilities,
+)
+
+PREDICT_ROWS = 65536
+ALGORITHMS = ("viterbi", "map")
+
+
+class HMM(EMEstimator):
+    """Hidden Markov model ``p(x) = Σ_z π_{z_1} Π_t A_{z_{t−1} z_t} f(x_t | θ_{z_t})``.
+
+    Parameters: ``emission`` (family name or object), ``n_states``; ``startprob`` /
+    ``transmat`` starting values (None: uniform; zeros in ``transmat`` stay zero, which fixes
+    the topology, e.g. left-right models); ``emission_init`` starting emission parameters (the
+    family's parameter object; None: one M-step on a k-means++ partition, ``init_params``);
+    ``learn`` (:class:`Learn`) freezes parts of the model; ``algorithm`` the default decoder.
+    The loop settings (``tol`` on the relative change of the mean log-likelihood per
+    observation, ``max_iter``, ``n_init``, ``warm_start``, ``accelerate="squarem"``, …) are
+    those of every emkit estimator.
+
+    Fitted: ``startprob_``, ``transmat_``, ``emission_`` (the configured family),
+    ``emission_params_`` and the family's named arrays (``means_``, ``covariances_``, ``rates_``,
+    …); ``history_`` holds the mean log-likelihood per observation after each iteration.
+    """
+
+    def __init__(
+        self,
+        emission: str | Family = "gaussian",
+        n_states: int = 1,
+        *,
+        startprob: Any = None,
+        transmat: Any = None,
+        emission_init: Any = None,
+        learn: Learn = Learn(),
+        init_params: str = "k-means++",
+        algorithm: str = "viterbi",
+        tol: float = 1e-5,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "none",
+        verbose: int = 0,
+    ):
+        self.emission = emission
+        self.n_states = n_states
+        self.startprob = startprob
+        self.transmat = transmat
+        self.emission_init = emission_init
+        self.learn = learn
+        self.init_params = init_params
+        self.algorithm = algorithm
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.stopping = stopping
+        self.accelerate = accelerate
+        self.verbose = verbose
+
+    def _make_family(self) -> Family:
+        return make_family(self.emission)
+
+    def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
+        return {}
+
+    # --- fitting ---------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        lengths: Any = None,
+        *,
+        sample_weight: Any = None,
+        callback: ProgressCallback | None = None,
+    ) -> HMM:
+        """Fit by Baum-Welch; ``lengths`` cut the rows into sequences (None: one sequence),
+        ``sample_weight`` weighs each sequence's contribution to the statistics."""
+        K = self._check_settings()
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        family = self.emission_ if warm else self._make_family()
+        raw = check_X(self, X, reset=not warm, allow_nan=True)
+        missing = _check_missing(raw, self._names())
+        observed = ~missing
+        if not observed.any():
+            raise InputError("every row of X is missing (NaN): there is nothing to fit")
+        if not warm:
+            family = family.configure(raw[observed])
+        Xf = family.encode(raw, self._names())
+        family.check(Xf[observed], self._names())
+        lengths = check_lengths(lengths, Xf.shape[0])
+        if int(observed.sum()) < K:
+            raise InputError(
+                f"n_states={K} needs at least as many observed rows, got {int(observed.sum())}"
+            )
+        try:
+            data = SequenceData.of(Xf, lengths, sample_weight)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.emission_ = family
+        self._check_user_chain(K)
+        model = self._engine_model()
+        self._run_engine(model, data, callback)
+        return self
+
+    def _check_settings(self) -> int:
+        K = self.n_states
+        if not (isinstance(K, (int, np.integer)) and K >= 1):
+            raise ValueError(f"n_states must be a positive integer, got {K!r}")
+        if self.init_params not in HMM_INITS:
+            raise ValueError(f"init_params must be one of {HMM_INITS}, got {self.init_params!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if not isinstance(self.learn, Learn):
+            raise TypeError(
+                f"learn must be an emkit.Learn(start=..., transitions=..., emissions=...), "
+                f"got {self.learn!r}"
+            )
+        return int(K)
+
+    def _check_user_chain(self, K: int) -> None:
+        self._startprob = (
+            None
+            if self.startprob is None
+            else check_probabilities(self.startprob, (K,), "startprob")
+        )
+        self._transmat = (
+            None
+            if self.transmat is None
+            else check_probabilities(self.transmat, (K, K), "transmat")
+        )
+
+    def _names(self) -> list[str] | None:
+        names = getattr(self, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else None
+
+    def _engine_model(self) -> HMMModel:
+        return HMMModel(
+            emission=self.emission_,
+            n_states=int(self.n_states),
+            learn=self.learn,
+            startprob=getattr(self, "_startprob", None),
+            transmat=getattr(self, "_transmat", None),
+            init_method=self.init_params,
+            n_features=int(self.n_features_in_),
+        )
+
+    def _start_params(self, model: HMMModel, data: SequenceData, rng: np.random.Generator):
+        if self.emission_init is None:
+            return None
+        startprob, transmat = model.initial_chain()
+        try:
+            shape = model.emission.log_prob(self.emission_init, data.X[:1]).shape
+        except (ValueError, IndexError, AttributeError, TypeError) as exc:
+            raise ValueError(
+                f"emission_init does not fit this {model.emission!r} on {data.width} "
+                f"feature(s): {exc}"
+            ) from None
+        if shape != (1, model.n_states):
+            raise ValueError(
+                f"emission_init describes {shape[1]} states, the model has {model.n_states}"
+            )
+        return HMMParams(startprob, transmat, self.emission_init)
+
+    def _set_fitted(self, params: HMMParams) -> None:
+        self.startprob_ = params.startprob
+        self.transmat_ = params.transmat
+        self.emission_params_ = params.emission
+        for name, value in self.emission_.describe(params.emission).items():
+            setattr(self, f"{name}_", value)
+        for name, value in self._compat_attributes(params).items():
+            setattr(self, name, value)
+
+    def _get_fitted_params(self) -> HMMParams:
+        return HMMParams(self.startprob_, self.transmat_, self.emission_params_)
+
+    # --- inference -------------------------------------------------------------------------------
+    def _prepare(self, X: Any, lengths: Any) -> SequenceData:
+        self._check_fitted()
+        raw = check_X(self, X, reset=False, allow_nan=True)
+        missing = _check_missing(raw, self._names())
+        Xf = self.emission_.encode(raw, self._names())
+        self.emission_.check(Xf[~missing], self._names())
+        return SequenceData.of(Xf, check_lengths(lengths, Xf.shape[0]))
+
+    def _batches(self, X: Any, lengths: Any):
+        data = self._prepare(X, lengths)
+        model, params = self._engine_model(), self._get_fitted_params()
+        for batch in data.batches(PREDICT_ROWS):
+            yield model, params, batch
+
+    def score_sequences(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """``log p(x_s)`` of every sequence, shape ``(n_sequences,)``."""
+        parts = [m.posteriors(p, b.X, b.offsets)[0] for m, p, b in self._batches(X, lengths)]
+        return np.concatenate(parts)
+
+    def score(self, X: Any, lengths: Any = None) -> float:
+        """Total log-likelihood ``Σ_s log p(x_s)`` (hmmlearn's convention)."""
+        return float(self.score_sequences(X, lengths).sum())
+
+    def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """State posteriors ``P(z_t = k | x)`` (forward-backward), shape ``(n, K)``."""
+        parts = [m.posteriors(p, b.X, b.offsets)[1] for m, p, b in self._batches(X, lengths)]
+        return np.concatenate(parts)
+
+    def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """The most probable state path of every sequence (Viterbi), concatenated."""
+        return self.decode(X, lengths, algorithm="viterbi")[1]
+
+    def decode(
+        self, X: Any, lengths: Any = None, algorithm: str | None = None
+    ) -> tuple[float, np.ndarray]:
+        """``(log p(x, ẑ), ẑ)``: the Viterbi path ``ẑ = argmax_z p(x, z)`` or, with
+        ``algorithm="map"``, the per-step most probable states ``ẑ_t = argmax_k γ_t(k)``;
+        the log-probability is that of the decoded path jointly with the data, summed over
+        sequences (−inf when a MAP path takes a forbidden transition)."""
+        algorithm = self.algorithm if algorithm is None else algorithm
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+        total, paths = 0.0, []
+        for model, params, batch in self._batches(X, lengths):
+            if algorithm == "viterbi":
+                logprob, states = model.viterbi(params, batch.X, batch.offsets)
+                total += float(logprob.sum())
+            else:
+                states = model.posteriors(params, batch.X, batch.offsets)[1].argmax(axis=1)
+                total += _path_log_prob(model, params, batch.X, batch.offsets, states)
+            paths.append(states)
+        return total, np.concatenate(paths)
+
+    def fit_predict(self, X: Any, lengths: Any = None, *, sample_weight: Any = None) -> np.ndarray:
+        """Fit, then decode every sequence (Viterbi)."""
+        return self.fit(X, lengths, sample_weight=sample_weight).predict(X, lengths)
+
+    def sample(
+        self, n_samples: int | None = None, lengths: Any = None, random_state: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, states)``: one sequence of ``n_samples`` rows, or sequences of ``lengths``."""
+        self._check_fitted()
+        if lengths is None:
+            n = 1 if n_samples is None else n_samples
+            if not (isinstance(n, (int, np.integer)) and n >= 1):
+                raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+            lengths = np.array([int(n)])
+        else:
+            lengths = check_lengths(lengths, None)
+            if n_samples is not None and int(n_samples) != int(lengths.sum()):
+                raise ValueError(
+                    f"n_samples={n_samples} but the lengths add up to {int(lengths.sum())}"
+                )
+        rs = check_random_state(self.random_state if random_state is None else random_state)
+        rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        return self._engine_model().sample(self._get_fitted_params(), lengths, rng)
+
+    # --- criteria (lower is better) --------------------------------------------------------------
+    def n_parameters(self) -> int:
+        """Free parameters EM estimates (structural zeros and frozen parts not counted)."""
+        self._check_fitted()
+        return self._engine_model().n_parameters(self._get_fitted_params())
+
+    def bic(self, X: Any, lengths: Any = None) -> float:
+        """Bayesian information criterion ``−2 log p(x) + p·ln n`` (n: rows)."""
+        n = np.shape(X)[0]
+        return float(-2.0 * self.score(X, lengths) + self.n_parameters() * np.log(n))
+
+    def aic(self, X: Any, lengths: Any = None) -> float:
+        """Akaike information criterion ``−2 log p(x) + 2p``."""
+        return float(-2.0 * self.score(X, lengths) + 2.0 * self.n_parameters())
+
+
+def _common(self: BaseEstimator, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if name not in ("self", "__class__"):
+            setattr(self, name, value)
+
+
+class GaussianHMM(HMM):
+    """HMM with Gaussian emissions; ``covariance_type`` in ``"full" | "tied" | "diag" |
+    "spherical"`` (hmmlearn's default ``"diag"``), ``reg_covar`` added to every variance.
+
+    Fitted ``means_`` ``(K, D)``, ``covariances_`` in the structure's shape (as scikit-learn's
+    GaussianMixture) and ``covars_`` as hmmlearn returns them, ``(K, D, D)`` for every type.
+    """
+
+    def __init__(
+        self,
+        n_states: int = 1,
+        covariance_type: str = "diag",
+        reg_covar: float = 1e-6,
+        *,
+        startprob: Any = None,
+        transmat: Any = None,
+        emission_init: Any = None,
+        learn: Learn = Learn(),
+        init_params: str = "k-means++",
+        algorithm: str = "viterbi",
+        tol: float = 1e-5,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "none",
+        verbose: int = 0,
+    ):
+        _common(self, locals())
+
+    def _make_family(self) -> Family:
+        return Gaussian(self.covariance_type, self.reg_covar)
+
+    def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
+        cov = self.emission_.covariances(params.emission)
+        K, D = params.emission.means.shape
+        if cov.ndim == 3:
+            full = cov
+        elif cov.ndim == 2 and cov.shape == (D, D) and self.emission_._shared(D):
+            full = np.broadcast_to(cov, (K, D, D)).copy()
+        elif cov.ndim == 2:
+            full = np.zeros((K, D, D))
+            full[:, np.arange(D), np.arange(D)] = cov
+        else:
+            full = cov[:, None, None] * np.eye(D)
+        return {"covars_": full}
+
+
+class PoissonHMM(HMM):
+    """HMM with independent Poisson counts per column; fitted ``rates_`` (and hmmlearn's name
+    ``lambdas_``), shape ``(K, D)``."""
+
+    def __init__(
+        self,
+        n_states: int = 1,
+        min_rate: float = 1e-10,
+        *,
+        startprob: Any = None,
+        transmat: Any = None,
+        emission_init: Any = None,
+        learn: Learn = Learn(),
+        init_params: str = "k-means++",
+        algorithm: str = "viterbi",
+        tol: float = 1e-5,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "none",
+        verbose: int = 0,
+    ):
+        _common(self, locals())
+
+    def _make_family(self) -> Family:
+        return Poisson(self.min_rate)
+
+    def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
+        return {"lambdas_": params.emission.rates}
+
+
+def _check_missing(X: np.ndarray, names: list[str] | None) -> np.ndarray:
+    """Rows that are entirely NaN (missing, marginalised); infinities or partly-NaN rows raise."""
+    if X.dtype.kind != "f":
+        return np.zeros(X.shape[0], dtype=bool)
+    nan = np.isnan(X)
+    inf = np.isinf(X)
+    if inf.any():
+        i, j = np.argwhere(inf)[0]
+        col = f"{names[j]!r}" if names else f"{j}"
+        raise InputError(f"X holds {X[i, j]} at row {i}, column {col}: values must be finite")
+    missing = nan.all(axis=1)
+    partial = nan.any(axis=1) & ~missing
+    if partial.any():
+        i = int(np.flatnonzero(partial)[0])
+        j = int(np.flatnonzero(nan[i])[0])
+        col = f"{names[j]!r}" if names else f"{j}"
+        raise InputError(
+            f"row {i} is missing column {col} but not every column ({int(partial.sum())} such "
+            "row(s)): an HMM marginalises whole missing rows (all NaN); impute the cell or set "
+            "the whole row to NaN"
+        )
+    return missing
+
+
+def _path_log_prob(
+    model: HMMModel, params: HMMParams, X: np.ndarray, offsets: np.ndarray, states: np.ndarray
+) -> float:
+    """``Σ_s log p(x_s, z_s)`` of given paths."""
+    logb, _ = model.log_emission(params, X)
+    n = X.shape[0]
+    total = float(logb[np.arange(n), states].sum())
+    log_start, log_trans = _log_probabilities(params.startprob), _log_probabilities(
+        params.transmat
+    )
+    first = offsets[:-1]
+    total += float(log_start[states[first]].sum())
+    inner = np.ones(n, dtype=bool)
+    inner[first] = False
+    idx = np.flatnonzero(inner)
+    total += float(log_trans[states[idx - 1], states[idx]].sum())
+    return total

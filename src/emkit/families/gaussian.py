@@ -1,0 +1,177 @@
+"""Gaussian components on the covariance-structure objects: ``f(x | μ, Σ) = N(x; μ, Σ)``.
+
+The adapter of :mod:`emkit.families.covariance` to the :class:`~emkit.families.base.Family`
+protocol, so that any model written against families (mixtures of any family, hidden Markov
+models) gets Gaussians with the four structures (``full``, ``tied``, ``diag``, ``spherical``).
+
+``log f = ½ log det Λ_k − (D/2) log 2π − ½ ‖(x − μ_k) L_k‖²`` with ``Λ_k = L_k L_kᵀ``.
+Additive sums (float64, about a fixed ``origin`` ``o`` that :meth:`Gaussian.configure` sets to
+the training mean, so second moments do not lose digits to a large offset):
+``Σ_n R_nk (x_n − o)`` and the structure's second moment of ``x_n − o``.  The M-step is
+``μ_k = o + s_k / n_k``, ``Σ_k = S_k / n_k − (μ_k − o)(μ_k − o)ᵀ + reg_covar·I`` (shaped and
+pooled by the structure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emkit.families.base import Family, reject_values
+from emkit.families.covariance import CovarianceStructure, covariance_structure
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+LOG_FACTOR_BOUND = 200.0
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianParams:
+    """``K`` components: means ``(K, D)`` and the precision Cholesky factors in the structure's
+    shape (full ``(K, D, D)``, tied ``(D, D)``, diag ``(K, D)``, spherical ``(K,)``)."""
+
+    means: np.ndarray
+    precisions_cholesky: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+
+class Gaussian(Family):
+    """Gaussian components with a covariance structure; M-step ``μ_k = Σ R x / n_k``,
+    ``Σ_k = Σ R (x − μ_k)(x − μ_k)ᵀ / n_k + reg_covar·I``.
+
+    Computations run in float64 whatever the input dtype (one chunk is converted at a time).
+    """
+
+    name = "gaussian"
+
+    def __init__(
+        self,
+        covariance: str | CovarianceStructure = "full",
+        reg_covar: float = 1e-6,
+        origin: Any = None,
+    ):
+        self.covariance = covariance_structure(covariance)
+        self.reg_covar = float(reg_covar)
+        if not (np.isfinite(self.reg_covar) and self.reg_covar >= 0.0):
+            raise ValueError(f"reg_covar must be a non-negative number, got {reg_covar!r}")
+        self.origin = None if origin is None else np.asarray(origin, dtype=np.float64).ravel()
+        if self.origin is not None and not np.all(np.isfinite(self.origin)):
+            raise ValueError("origin must be finite")
+
+    def __repr__(self) -> str:
+        return f"Gaussian(covariance={self.covariance.name!r}, reg_covar={self.reg_covar!r})"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "covariance": self.covariance.name,
+            "reg_covar": self.reg_covar,
+            "origin": None if self.origin is None else [float(v) for v in self.origin],
+        }
+
+    def configure(self, X: Any) -> Gaussian:
+        """A copy whose statistics are taken about the mean of the (finite rows of) ``X``."""
+        X = np.asarray(X, dtype=np.float64)
+        finite = np.isfinite(X).all(axis=1)
+        origin = X[finite].mean(axis=0) if finite.any() else np.zeros(X.shape[1])
+        return Gaussian(self.covariance, self.reg_covar, origin)
+
+    def check(self, X: np.ndarray, names: list[str] | None = None) -> None:
+        reject_values(X, ~np.isfinite(X), names, "Non-finite values cannot be Gaussian data")
+
+    # --- densities ----------------------------------------------------------------------------
+    def _origin(self, D: int) -> np.ndarray:
+        if self.origin is None:
+            return np.zeros(D)
+        if self.origin.shape != (D,):
+            raise ValueError(
+                f"this Gaussian family was configured for {self.origin.size} features, "
+                f"the data have {D}"
+            )
+        return self.origin
+
+    def _centred(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) - self._origin(X.shape[1])
+
+    def log_prob(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
+        """``log N(x_n | μ_k, Σ_k)`` as a float64 ``(n, K)`` array."""
+        K, D = params.means.shape
+        origin = self._origin(D)
+        pc = params.precisions_cholesky
+        logp = self.covariance.mahalanobis(self._centred(X), params.means - origin, pc)
+        logp *= -0.5
+        logp += self.covariance.log_det_cholesky(pc, K, D) - 0.5 * D * LOG_2PI
+        return logp
+
+    def accumulate(self, params: GaussianParams | None, X: np.ndarray, R: np.ndarray) -> tuple:
+        """``(Σ_n R_nk (x_n − o), second moment of x_n − o)``, float64."""
+        Xc = self._centred(X)
+        R = np.asarray(R, dtype=np.float64)
+        second = self.covariance.second_moment(Xc, R, R.sum(axis=1))
+        return (R.T @ Xc, np.asarray(second, dtype=np.float64))
+
+    def m_step(self, sums: tuple, nk: np.ndarray, params: GaussianParams | None) -> GaussianParams:
+        sx, second = sums
+        nk = np.maximum(nk, 10.0 * np.finfo(np.float64).eps)
+        means_c = sx / nk[:, None]
+        cov = self.covariance.covariances(nk, means_c, second, self.reg_covar)
+        return GaussianParams(
+            means=means_c + self._origin(means_c.shape[1]),
+            precisions_cholesky=self.covariance.precisions_cholesky(cov),
+        )
+
+    # --- bookkeeping --------------------------------------------------------------------------
+    def _shared(self, D: int) -> bool:
+        """True when one covariance serves every component (its shape does not depend on K)."""
+        return self.covariance.shape(1, D) == self.covariance.shape(2, D)
+
+    def covariances(self, params: GaussianParams) -> np.ndarray:
+        """Covariances in the structure's shape."""
+        return self.covariance.covariances_from_cholesky(params.precisions_cholesky)
+
+    def n_parameters(self, params: GaussianParams) -> int:
+        K, D = params.means.shape
+        return int(K * D + self.covariance.n_parameters(K, D))
+
+    def take(self, params: GaussianParams, index: np.ndarray) -> GaussianParams:
+        pc = params.precisions_cholesky
+        return GaussianParams(
+            params.means[index], pc if self._shared(params.n_features) else pc[index]
+        )
+
+    def sample(
+        self, params: GaussianParams, k: int, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        D = params.n_features
+        noise = self.covariance.noise(rng, self.covariances(params), k, n, D)
+        return params.means[k] + noise
+
+    def flatten(self, params: GaussianParams) -> np.ndarray:
+        """Means and the structure's unconstrained factor vector (log Cholesky diagonals)."""
+        return np.concatenate(
+            [params.means.ravel(), self.covariance.flatten(params.precisions_cholesky)]
+        )
+
+    def unflatten(self, vector: np.ndarray, like: GaussianParams) -> GaussianParams:
+        """Inverse of :meth:`flatten`; factor coordinates are clipped to ``±LOG_FACTOR_BOUND``
+        (no covariance of finite data lies beyond; extrapolated points stay finite)."""
+        K, D = like.means.shape
+        factors = np.clip(vector[K * D :], -LOG_FACTOR_BOUND, LOG_FACTOR_BOUND)
+        return GaussianParams(
+            means=vector[: K * D].reshape(K, D),
+            precisions_cholesky=self.covariance.unflatten(factors, K, D),
+        )
+
+    def describe(self, params: GaussianParams) -> dict[str, np.ndarray]:
+        return {"means": params.means, "covariances": self.covariances(params)}
+
+    def row_bytes(self, K: int, D: int) -> int:
+        return self.covariance.temp_bytes_per_row(K, D, 8) + 8 * (K + D)
