@@ -26,9 +26,9 @@ class ModelFileError(ValueError):
 
 
 def _registry() -> dict[str, type]:
-    from emkit.estimators import GaussianMixture
+    from emkit.estimators import GaussianMixture, MixtureModel
 
-    return {cls.__name__: cls for cls in (GaussianMixture,)}
+    return {cls.__name__: cls for cls in (GaussianMixture, MixtureModel)}
 
 
 def _json_safe(value: Any) -> Any:
@@ -44,6 +44,10 @@ def _json_safe(value: Any) -> Any:
         return float(value)
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    if isinstance(value, dict):  # e.g. a component family's config
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if callable(getattr(value, "config", None)):  # a component family given as an object
+        return _json_safe(value.config())
     return None  # objects that do not survive JSON (RandomState, arrays given as init)
 
 

@@ -87,7 +87,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
                 f"got {Xf.shape[0]}"
             )
         w = check_sample_weight(sample_weight, Xf)
-        self.family_ = family
+        self._family, self.family_config_ = family, family.config()
         model = self._engine_model()
         self._run_engine(model, ArrayData(Xf, w), callback)
         return self
@@ -112,9 +112,31 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
 
     def _set_fitted(self, params: MixtureParams) -> None:
         self.weights_ = params.weights
-        self.components_ = params.components
+        self._components = params.components
         for name, value in self.family_.describe(params.components).items():
             setattr(self, f"{name}_", value)
+
+    # The fitted family and its parameters live in memory after fit; a loaded model file holds
+    # only JSON and arrays, so there they are rebuilt from ``family_config_`` (the configured
+    # family's config) and the family's named arrays (``describe`` / ``restore``).
+    @property
+    def family_(self) -> Family:
+        """The configured component family."""
+        family = self.__dict__.get("_family")
+        return family if family is not None else make_family(self.family_config_)
+
+    @property
+    def components_(self) -> Any:
+        """The family's parameters of the K components."""
+        params = self.__dict__.get("_components")
+        if params is None:
+            arrays = {
+                name[:-1]: value
+                for name, value in vars(self).items()
+                if name.endswith("_") and isinstance(value, np.ndarray)
+            }
+            params = self.family_.restore(arrays)
+        return params
 
     def _get_fitted_params(self) -> MixtureParams:
         return MixtureParams(self.weights_, self.components_)

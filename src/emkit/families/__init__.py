@@ -5,11 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from emkit.families.base import Family
+from emkit.families.bernoulli import Bernoulli
+from emkit.families.categorical import Categorical
+from emkit.families.exponential import Exponential
+from emkit.families.gamma import Gamma
 from emkit.families.gaussian import Gaussian
+from emkit.families.normal import LogNormal, Normal
 from emkit.families.poisson import Poisson
+from emkit.families.product import Product
 from emkit.families.student_t import StudentT
 
-FAMILIES: dict[str, type[Family]] = {cls.name: cls for cls in (Gaussian, Poisson, StudentT)}
+FAMILIES: dict[str, type[Family]] = {
+    cls.name: cls
+    for cls in (
+        Gaussian, Poisson, StudentT, Bernoulli, Categorical, Exponential, Gamma, LogNormal, Normal,
+        Product,
+    )
+}
 
 
 def make_family(spec: str | dict[str, Any] | Family) -> Family:
@@ -30,4 +42,18 @@ def _family_class(name: Any) -> type[Family]:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {name!r}") from None
 
 
-__all__ = ["FAMILIES", "Family", "Gaussian", "Poisson", "StudentT", "make_family"]
+__all__ = [
+    "FAMILIES",
+    "Bernoulli",
+    "Categorical",
+    "Exponential",
+    "Family",
+    "Gamma",
+    "Gaussian",
+    "LogNormal",
+    "Normal",
+    "Poisson",
+    "Product",
+    "StudentT",
+    "make_family",
+]

@@ -13,6 +13,7 @@ the weights and responsibilities; a family only answers:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -97,6 +98,11 @@ class Family(ABC):
         """Named arrays for summaries and model files (leading axis: components)."""
         return {}
 
+    def restore(self, arrays: Mapping[str, np.ndarray]) -> Any:
+        """The parameters whose :meth:`describe` gave ``arrays`` (exactly: model files rebuild a
+        fitted mixture from its config and these arrays); ``arrays`` may hold other names too."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rebuild parameters from arrays")
+
     def row_bytes(self, K: int, D: int) -> int:
         return 8 * K * (D + 2)
 
@@ -110,8 +116,9 @@ def reject_values(X: np.ndarray, bad: np.ndarray, names: list[str] | None, what:
     """Raise ``what`` naming the first row, column and value where ``bad`` holds."""
     if bad.any():
         i, j = np.argwhere(bad)[0]
+        value = X[i, j].item() if isinstance(X[i, j], np.generic) else X[i, j]  # -1.0, not np.…
         raise InputError(
-            f"{what}: column {column_label(j, names)} holds {X[i, j]!r} at row {i} "
+            f"{what}: column {column_label(j, names)} holds {value!r} at row {i} "
             f"({int(bad.sum())} such value(s) in all)"
         )
 

@@ -53,7 +53,11 @@ class Poisson(Family):
         return np.log(params.rates).ravel()
 
     def unflatten(self, vector, like):
-        return PoissonParams(np.exp(vector).reshape(like.rates.shape))
+        rates = np.exp(np.clip(vector, -300.0, 300.0))  # any vector: finite rates
+        return PoissonParams(rates.reshape(like.rates.shape))
 
     def describe(self, params):
         return {"rates": params.rates}
+
+    def restore(self, arrays):
+        return PoissonParams(np.asarray(arrays["rates"], dtype=np.float64))
