@@ -11,7 +11,7 @@ import pytest
 from scipy.special import logsumexp
 
 import emkit
-from emkit import HMM, GaussianHMM, Learn, MixtureModel, PoissonHMM
+from emkit import HMM, CategoricalHMM, GaussianHMM, Learn, MixtureModel, PoissonHMM
 from emkit._validation import InputError
 from emkit.engine import ArrayData, EMConfig, expected_stats, run_em
 from emkit.engine.data import LengthsError, SequenceData, check_lengths
@@ -507,3 +507,30 @@ def test_emission_init_must_fit_the_states_and_features() -> None:
     wide = GaussianParams(np.zeros((2, 2)), np.ones((2, 2)))
     with pytest.raises(ValueError, match="emission_init"):
         GaussianHMM(2, emission_init=wide).fit(X)
+
+
+def test_categorical_hmm_with_string_symbols_and_missing_rows() -> None:
+    if "categorical" not in FAMILIES:
+        pytest.skip("the categorical family is not in emkit.families.FAMILIES")
+
+    rng = np.random.default_rng(10)
+    symbols = np.array(["rain", "sun", "wind"], dtype=object)
+    emissions = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
+    z = [0]
+    for _ in range(299):
+        z.append(z[-1] if rng.random() < 0.9 else 1 - z[-1])
+    X = np.array([[symbols[rng.choice(3, p=emissions[k])]] for k in z], dtype=object)
+    est = CategoricalHMM(2, random_state=0, n_init=3).fit(X, [150, 150])
+    table = est.emissionprob_
+    assert table.shape == (2, 3)
+    np.testing.assert_allclose(np.sort(table.max(axis=1)), [0.8, 0.8], atol=0.08)
+    Xm = X.copy()
+    Xm[[5, 6, 200]] = None  # whole rows missing (one column): marginalised
+    assert np.isfinite(est.score(Xm, [150, 150]))
+    assert est.score(Xm, [150, 150]) > est.score(X, [150, 150])
+    refit = CategoricalHMM(2, random_state=0).fit(Xm, [150, 150])
+    assert np.all(np.diff(refit.history_) >= -1e-12)
+    with pytest.raises(InputError, match="'fog'.*not seen in fit"):
+        est.predict(np.array([["sun"], ["fog"]], dtype=object))
+    Xs, zs = est.sample(20, random_state=0)
+    assert Xs.shape == (20, 1) and set(Xs[:, 0]) <= set(symbols)

@@ -13,9 +13,10 @@ import warnings
 import numpy as np
 import pytest
 
-from emkit import GaussianHMM, PoissonHMM
+from emkit import CategoricalHMM, GaussianHMM, PoissonHMM
 from emkit.engine import EMConfig, run_em
 from emkit.engine.data import SequenceData
+from emkit.families import FAMILIES
 from emkit.families.gaussian import Gaussian, GaussianParams
 from emkit.families.poisson import Poisson, PoissonParams
 from emkit.models.hmm import HMMModel, HMMParams
@@ -189,3 +190,44 @@ def test_poisson_hmm_same_loglik_every_iteration() -> None:
         est.fit(X, LENGTHS)
     np.testing.assert_allclose(est.lambdas_, ref.lambdas_, rtol=1e-6)
     np.testing.assert_array_equal(est.predict(X, LENGTHS), ref.predict(X, LENGTHS))
+
+
+def test_categorical_hmm_same_loglik_every_iteration() -> None:
+    if "categorical" not in FAMILIES:
+        pytest.skip("the categorical family is not in emkit.families.FAMILIES")
+    from emkit.families.categorical import CategoricalParams
+
+    rng = np.random.default_rng(6)
+    K, C = 3, 5
+    emissions = rng.dirichlet(np.full(C, 0.5), size=K)
+    trans = np.full((K, K), 0.1) + np.eye(K) * 0.7
+    states = [0]
+    for _ in range(LENGTHS.sum() - 1):
+        states.append(rng.choice(K, p=trans[states[-1]]))
+    X = np.array([[rng.choice(C, p=emissions[z])] for z in states])
+    assert set(X[:, 0]) == set(range(C))  # every symbol seen: codes equal the symbols
+    startprob, transmat = _chain(rng, K)
+    start_emissions = rng.dirichlet(np.ones(C), size=K)
+
+    ref = hmm.CategoricalHMM(K, init_params="", params="ste", n_iter=N_ITER, tol=-np.inf)
+    ref.startprob_, ref.transmat_, ref.emissionprob_ = startprob, transmat, start_emissions
+    theirs = _hmmlearn_history(ref, X, LENGTHS)
+
+    est = CategoricalHMM(
+        K,
+        startprob=startprob,
+        transmat=transmat,
+        emission_init=CategoricalParams(start_emissions),
+        max_iter=N_ITER,
+        tol=0.0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, LENGTHS)
+    ours = est.history_[:N_ITER] * X.shape[0]
+    assert theirs[-1] - theirs[0] > 20.0
+    assert ours.size >= 12
+    np.testing.assert_allclose(ours, theirs[: ours.size], rtol=1e-6)
+    if ours.size == N_ITER:
+        np.testing.assert_allclose(est.emissionprob_, ref.emissionprob_, rtol=1e-5, atol=1e-9)
+        np.testing.assert_array_equal(est.predict(X, LENGTHS), ref.predict(X, LENGTHS))

@@ -1,7 +1,7 @@
 """emkit: latent-variable models fitted by Expectation-Maximization, one engine for all."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import HMM, GaussianHMM, PoissonHMM
+from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emkit.estimators.mixture import MixtureModel
 from emkit.io import load, save
 from emkit.models.hmm import Learn
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HMM",
+    "CategoricalHMM",
     "GaussianHMM",
     "GaussianMixture",
     "Learn",

@@ -1,7 +1,7 @@
 """scikit-learn estimator shells over emkit's models."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import HMM, GaussianHMM, PoissonHMM
+from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emkit.estimators.mixture import MixtureModel
 
-__all__ = ["HMM", "GaussianHMM", "GaussianMixture", "PoissonHMM", "MixtureModel"]
+__all__ = ["HMM", "CategoricalHMM", "GaussianHMM", "GaussianMixture", "PoissonHMM", "MixtureModel"]

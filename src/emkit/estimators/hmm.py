@@ -109,15 +109,13 @@ class HMM(EMEstimator):
         K = self._check_settings()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         family = self.emission_ if warm else self._make_family()
-        raw = check_X(self, X, reset=not warm, allow_nan=True)
-        missing = _check_missing(raw, self._names())
+        raw, missing = self._read(family, X, reset=not warm)
         observed = ~missing
         if not observed.any():
             raise InputError("every row of X is missing (NaN): there is nothing to fit")
         if not warm:
             family = family.configure(raw[observed])
-        Xf = family.encode(raw, self._names())
-        family.check(Xf[observed], self._names())
+        Xf = self._encode(family, raw, missing)
         lengths = check_lengths(lengths, Xf.shape[0])
         if int(observed.sum()) < K:
             raise InputError(
@@ -205,12 +203,33 @@ class HMM(EMEstimator):
         return HMMParams(self.startprob_, self.transmat_, self.emission_params_)
 
     # --- inference -------------------------------------------------------------------------------
+    def _read(self, family: Family, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Validated 2-D input (object arrays for families of non-numeric data) and the mask
+        of its missing rows."""
+        if family.numeric_input:
+            raw = check_X(self, X, reset=reset, allow_nan=True)
+        else:
+            from sklearn.utils.validation import validate_data
+
+            arr = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+            raw = np.asarray(arr, dtype=object)
+        return raw, _check_missing(raw, self._names())
+
+    def _encode(self, family: Family, raw: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """The family's float codes of the observed rows; missing rows become NaN rows."""
+        names = self._names()
+        if missing.any():
+            Xf = np.full(raw.shape, np.nan)
+            Xf[~missing] = family.encode(raw[~missing], names)
+        else:
+            Xf = np.asarray(family.encode(raw, names))
+        family.check(Xf[~missing], names)
+        return Xf
+
     def _prepare(self, X: Any, lengths: Any) -> SequenceData:
         self._check_fitted()
-        raw = check_X(self, X, reset=False, allow_nan=True)
-        missing = _check_missing(raw, self._names())
-        Xf = self.emission_.encode(raw, self._names())
-        self.emission_.check(Xf[~missing], self._names())
+        raw, missing = self._read(self.emission_, X, reset=False)
+        Xf = self._encode(self.emission_, raw, missing)
         return SequenceData.of(Xf, check_lengths(lengths, Xf.shape[0]))
 
     def _batches(self, X: Any, lengths: Any):
@@ -386,16 +405,62 @@ class PoissonHMM(HMM):
         return {"lambdas_": params.emission.rates}
 
 
+class CategoricalHMM(HMM):
+    """HMM with independent categorical columns (symbols as strings or numbers); fitted
+    ``probabilities_`` ``(K, D, max_j C_j)`` and, for one column, hmmlearn's ``emissionprob_``
+    ``(K, C)``.  Needs the ``categorical`` family (:mod:`emkit.families.categorical`)."""
+
+    def __init__(
+        self,
+        n_states: int = 1,
+        categories: Any = None,
+        min_probability: float = 1e-10,
+        *,
+        startprob: Any = None,
+        transmat: Any = None,
+        emission_init: Any = None,
+        learn: Learn = Learn(),
+        init_params: str = "k-means++",
+        algorithm: str = "viterbi",
+        tol: float = 1e-5,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "none",
+        verbose: int = 0,
+    ):
+        _common(self, locals())
+
+    def _make_family(self) -> Family:
+        return make_family(
+            {
+                "name": "categorical",
+                "categories": self.categories,
+                "min_probability": self.min_probability,
+            }
+        )
+
+    def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
+        table = self.emission_.describe(params.emission)["probabilities"]
+        return {"emissionprob_": table[:, 0, :].copy()} if table.shape[1] == 1 else {}
+
+
 def _check_missing(X: np.ndarray, names: list[str] | None) -> np.ndarray:
-    """Rows that are entirely NaN (missing, marginalised); infinities or partly-NaN rows raise."""
-    if X.dtype.kind != "f":
+    """Rows that are entirely missing (NaN, or None in object input): marginalised.  Infinities
+    and rows missing only some cells raise."""
+    if X.dtype == object:
+        nan = np.vectorize(_missing_cell, otypes=[bool])(X) if X.size else np.zeros(X.shape, bool)
+    elif X.dtype.kind == "f":
+        nan = np.isnan(X)
+        inf = np.isinf(X)
+        if inf.any():
+            i, j = np.argwhere(inf)[0]
+            col = f"{names[j]!r}" if names else f"{j}"
+            raise InputError(f"X holds {X[i, j]} at row {i}, column {col}: values must be finite")
+    else:
         return np.zeros(X.shape[0], dtype=bool)
-    nan = np.isnan(X)
-    inf = np.isinf(X)
-    if inf.any():
-        i, j = np.argwhere(inf)[0]
-        col = f"{names[j]!r}" if names else f"{j}"
-        raise InputError(f"X holds {X[i, j]} at row {i}, column {col}: values must be finite")
     missing = nan.all(axis=1)
     partial = nan.any(axis=1) & ~missing
     if partial.any():
@@ -408,6 +473,10 @@ def _check_missing(X: np.ndarray, names: list[str] | None) -> np.ndarray:
             "the whole row to NaN"
         )
     return missing
+
+
+def _missing_cell(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _path_log_prob(

@@ -28,6 +28,7 @@ from emkit.models.gaussian_mixture import ComponentCollapseWarning
 
 HMM_INITS = ("k-means++", "random", "random_from_data")
 EPS = 10.0 * np.finfo(np.float64).eps
+INIT_SPREAD = 0.3  # share of each row's weight spread over all states at initialisation
 CHUNK_BYTES = 2 * 2**20  # temporaries of one pass of the family's code
 
 
@@ -308,9 +309,12 @@ class HMMModel:
         return np.asarray(startprob, dtype=np.float64), np.asarray(transmat, dtype=np.float64)
 
     def init(self, data: SequenceData, rng: np.random.Generator) -> HMMParams:
-        """Emissions from one M-step on a partition of the observed rows (k-means++ seeds on the
-        family's ``init_features``, every row to its nearest seed; random responsibilities; or
-        random rows as seeds); start and transitions uniform unless given."""
+        """Emissions from one M-step on a soft partition of the observed rows: each row gives
+        ``1 − INIT_SPREAD`` of its weight to its nearest seed (k-means++ seeds on the family's
+        ``init_features``, or random rows) and spreads the rest evenly, so that no state starts
+        unable to emit a value it will need (a hard partition leaves categorical states with
+        zero probabilities, where EM stays stuck); or random responsibilities.  Start and
+        transitions uniform unless given."""
         observed = ~_missing_rows(data.X)
         X, w, K = data.X[observed], data.weights[observed], self.n_states
         if X.shape[0] < K:
@@ -336,8 +340,8 @@ class HMMModel:
             from sklearn.metrics import pairwise_distances_argmin
 
             labels = pairwise_distances_argmin(features, centers)
-            R = np.zeros((X.shape[0], K))
-            R[np.arange(X.shape[0]), labels] = 1.0
+            R = np.full((X.shape[0], K), INIT_SPREAD / K)
+            R[np.arange(X.shape[0]), labels] += 1.0 - INIT_SPREAD
         R *= w[:, None]
         nk = R.sum(axis=0)
         with warnings.catch_warnings():
