@@ -127,3 +127,96 @@ def test_dataframe_input_keeps_its_column_names(tmp_path):
     ax = plot_mixture(est, frame)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("height", "weight")
     assert save_figure(ax.figure, tmp_path / "df.png").read_bytes().startswith(PNG)
+
+
+# --- one-dimensional fits of any mixture -------------------------------------------------------
+def needs_family(name: str) -> pytest.MarkDecorator:
+    """Families built in parallel with this suite: their tests run once they are registered."""
+    from emkit.families import FAMILIES
+
+    return pytest.mark.skipif(name not in FAMILIES, reason=f"needs the {name} family")
+
+
+def test_gmm_histogram_uses_sample_weight():
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    w = np.array([1.0, 1.0, 1.0, 5.0])
+    est = GaussianMixture(1).fit(x, sample_weight=w)
+    ax = plot_mixture(est, x, sample_weight=w)
+    heights = np.array([bar.get_height() for bar in ax.patches])
+    widths = np.array([bar.get_width() for bar in ax.patches])
+    assert np.sum(heights * widths) == pytest.approx(1.0)  # still a density
+    assert heights[-1] == heights.max()  # the heavy row's bin is the tallest
+
+
+def test_poisson_counts_are_a_bar_chart_of_frequencies(tmp_path):
+    from emkit import MixtureModel
+    from emkit.datasets import load_hasselblad
+
+    ds = load_hasselblad()
+    est = MixtureModel("poisson", 2, accelerate="squarem", tol=0.0, max_iter=500,
+                       random_state=0).fit(ds.data, sample_weight=ds.sample_weight)
+    ax = plot_mixture(est, ds.data, feature_names=ds.feature_names,
+                      sample_weight=ds.sample_weight)
+    heights = [bar.get_height() for bar in ax.patches]
+    np.testing.assert_allclose(heights, ds.sample_weight / ds.sample_weight.sum())
+    assert len(ax.lines) == 3  # two weighted components + the mixture
+    support, mixture = ax.lines[-1].get_data()
+    np.testing.assert_array_equal(support, np.arange(10))
+    np.testing.assert_allclose(sum(line.get_ydata() for line in ax.lines[:2]), mixture)
+    expected = np.exp(est.score_samples(np.arange(10.0)[:, None]))
+    np.testing.assert_allclose(mixture, expected, rtol=1e-10)
+    assert ax.get_ylabel() == "probability" and ax.get_xlabel() == "deaths"
+    assert "Poisson mixture" in ax.get_title()
+    assert save_figure(ax.figure, tmp_path / "counts.png").read_bytes().startswith(PNG)
+
+
+@needs_family("categorical")
+def test_categorical_column_is_a_bar_chart_with_category_labels():
+    from emkit import MixtureModel
+    from emkit.datasets import load_survey
+
+    smoke = load_survey().data[:, [5]]
+    est = MixtureModel("categorical", 2, random_state=0).fit(smoke)
+    ax = plot_mixture(est, smoke, feature_names=["Smoke"])
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["Heavy", "Never", "Occas", "Regul"]
+    values, counts = np.unique(smoke[:, 0].astype(str), return_counts=True)
+    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], counts / counts.sum())
+    _, mixture = ax.lines[-1].get_data()
+    assert mixture.sum() == pytest.approx(1.0)  # every category drawn: a full distribution
+
+
+@needs_family("exponential")
+def test_continuous_family_draws_a_density():
+    from emkit import MixtureModel
+
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.exponential(1.0, 400), rng.exponential(8.0, 200)][:, None]
+    est = MixtureModel("exponential", 2, random_state=0, max_iter=300).fit(x)
+    ax = plot_mixture(est, x)
+    grid, mixture = ax.lines[-1].get_data()
+    assert grid.min() >= 0.0  # no density drawn below a positive family's support
+    assert 0.9 < np.trapezoid(mixture, grid) <= 1.0 + 1e-6
+    assert len(ax.patches) >= 10 and ax.get_ylabel() == "density"
+
+
+def test_two_count_columns_scatter_without_ellipses():
+    from emkit import MixtureModel
+
+    rng = np.random.default_rng(1)
+    X = np.r_[rng.poisson([2, 3], (100, 2)), rng.poisson([12, 9], (100, 2))].astype(float)
+    est = MixtureModel("poisson", 2, random_state=0).fit(X)
+    ax = plot_mixture(est, X, feature_names=["a", "b"])
+    assert not [p for p in ax.patches if isinstance(p, Ellipse)]
+    assert len(ax.collections) == 2 and "Poisson mixture" in ax.get_title()
+
+
+@needs_family("categorical")
+def test_several_categorical_columns_are_refused():
+    from emkit import MixtureModel
+    from emkit.datasets import load_survey
+
+    data = load_survey().data
+    est = MixtureModel("categorical", 2, random_state=0).fit(data)
+    with pytest.raises(ValueError, match="one categorical column"):
+        plot_mixture(est, data)

@@ -5,6 +5,7 @@ from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emkit.estimators.mixture import MixtureModel
 from emkit.io import load, save
 from emkit.models.hmm import Learn
+from emkit.select import select
 
 __version__ = "0.1.0"
 
@@ -19,4 +20,5 @@ __all__ = [
     "__version__",
     "load",
     "save",
+    "select",
 ]

@@ -1,8 +1,11 @@
-"""Read numeric tables (CSV with a header row, or Parquet) into a float64 array with names.
+"""Read tables (CSV with a header row, or Parquet) into an array with column names.
 
-CSV goes through ``np.loadtxt`` (compiled, fast); only when that fails is the file scanned row
-by row with the :mod:`csv` module, either to read cells numpy cannot (empty cells, ``NA``, quoted
-numbers) or to raise an error that names the column, the line and the value at fault.
+Numeric mode (the default) gives float64.  CSV goes through ``np.loadtxt`` (compiled, fast);
+only when that fails is the file scanned row by row with the :mod:`csv` module, either to read
+cells numpy cannot (empty cells, ``NA``, quoted numbers) or to raise an error that names the
+column, the line and the value at fault.  Text mode (``text=True``, for families of categorical
+data) keeps strings: an object array whose numeric columns hold floats and whose other columns
+hold the cells' text.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import csv
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,16 +26,23 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _PARQUET_MAGIC = b"PAR1"
 # Cells read as missing (NaN), compared case-insensitively after stripping blanks.
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+# In text columns fewer tokens mean missing: "None" or "null" can be answers (MASS survey).
+TEXT_MISSING_TOKENS = frozenset({"", "na", "n/a", "nan"})
 
 
 def read_table(
-    path: str | os.PathLike, columns: Sequence[str] | None = None
+    path: str | os.PathLike, columns: Sequence[str] | None = None, *, text: bool = False
 ) -> tuple[np.ndarray, list[str]]:
     """Numeric columns of a CSV or Parquet file as ``(X, names)``, ``X`` float64 of shape (n, d).
 
     ``columns`` selects and orders columns by name (default: all).  Empty cells (and ``NA``,
     ``NaN``, ``null``) become NaN.  Raises :class:`~emkit._validation.InputError` (or its subclass
     :class:`~emkit._validation.NonNumericError`) naming the problem, and ``FileNotFoundError``.
+
+    With ``text=True`` any column is accepted and ``X`` is an object array: a column whose cells
+    are all numbers (or missing) holds floats, any other column the stripped text of its cells;
+    missing cells are NaN (in text columns only empty, ``NA``, ``N/A`` and ``NaN`` are missing,
+    so answers such as ``None`` stay text).
     """
     path = Path(path)
     if not path.exists():
@@ -48,7 +59,9 @@ def read_table(
         if duplicated:
             raise InputError(f"column(s) selected twice: {', '.join(map(repr, duplicated))}")
     if _is_parquet(path):
-        return _read_parquet(path, columns)
+        return _read_parquet(path, columns, text)
+    if text:
+        return _read_csv_text(path, columns)
     return _read_csv(path, columns)
 
 
@@ -127,10 +140,9 @@ def _parse(cell: str) -> float | None:
         return None
 
 
-def _scan_csv(path: Path, names: list[str], index: list[int]) -> np.ndarray:
-    """Row-by-row read: precise errors for ragged rows and text cells; missing cells → NaN."""
+def _data_rows(path: Path, names: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells)`` of every data row; a ragged row is an error naming its line."""
     width = len(names)
-    rows: list[list[float]] = []
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header_seen = False
@@ -140,29 +152,62 @@ def _scan_csv(path: Path, names: list[str], index: list[int]) -> np.ndarray:
             if not header_seen:
                 header_seen = True
                 continue
-            line = reader.line_num
             if len(row) != width:
                 raise InputError(
-                    f"{path}, line {line}: {len(row)} field(s) where the header has {width} "
-                    f"({', '.join(names)}); every row needs one value per column (an empty "
-                    "cell for a missing value)" + _delimiter_hint(row)
+                    f"{path}, line {reader.line_num}: {len(row)} field(s) where the header has "
+                    f"{width} ({', '.join(names)}); every row needs one value per column (an "
+                    "empty cell for a missing value)" + _delimiter_hint(row)
                 )
-            values = []
-            for j in index:
-                value = _parse(row[j])
-                if value is None:
-                    raise NonNumericError(
-                        f"{path}: column {names[j]!r} is not numeric (line {line} holds "
-                        f"{row[j]!r}); select numeric columns with --columns"
-                        + _columns_example(names, row)
-                        + _delimiter_hint(row)
-                    )
-                values.append(value)
-            rows.append(values)
+            yield reader.line_num, row
+
+
+def _no_rows(path: Path, names: list[str]) -> InputError:
+    return InputError(f"{path} has a header ({', '.join(names)}) but no data rows: nothing to fit")
+
+
+def _read_csv_text(path: Path, columns: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    names = _read_header(path)
+    _check_header(path, names)
+    index = _select(path, names, columns)
+    cells = [[row[j] for j in index] for _, row in _data_rows(path, names)]
+    if not cells:
+        raise _no_rows(path, names)
+    out = np.empty((len(cells), len(index)), dtype=object)
+    for j in range(len(index)):
+        out[:, j] = _typed_column([r[j] for r in cells])
+    return out, [names[j] for j in index]
+
+
+def _typed_column(cells: list[Any]) -> list[Any]:
+    """Floats (NaN for missing) if every cell is a number or missing, else stripped text."""
+    numbers = [_parse(str(c)) if c is not None else math.nan for c in cells]
+    if all(v is not None for v in numbers):
+        return numbers
+    out: list[Any] = []
+    for c in cells:
+        text = "" if c is None else str(c).strip()
+        out.append(math.nan if text.lower() in TEXT_MISSING_TOKENS else text)
+    return out
+
+
+def _scan_csv(path: Path, names: list[str], index: list[int]) -> np.ndarray:
+    """Row-by-row read: precise errors for ragged rows and text cells; missing cells → NaN."""
+    rows: list[list[float]] = []
+    for line, row in _data_rows(path, names):
+        values = []
+        for j in index:
+            value = _parse(row[j])
+            if value is None:
+                raise NonNumericError(
+                    f"{path}: column {names[j]!r} is not numeric (line {line} holds "
+                    f"{row[j]!r}); select numeric columns with --columns"
+                    + _columns_example(names, row)
+                    + _delimiter_hint(row)
+                )
+            values.append(value)
+        rows.append(values)
     if not rows:
-        raise InputError(
-            f"{path} has a header ({', '.join(names)}) but no data rows: nothing to fit"
-        )
+        raise _no_rows(path, names)
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(index))
 
 
@@ -183,7 +228,9 @@ def _delimiter_hint(row: list[str]) -> str:
 
 
 # --- Parquet -------------------------------------------------------------------------------------
-def _read_parquet(path: Path, columns: list[str] | None) -> tuple[np.ndarray, list[str]]:
+def _read_parquet(
+    path: Path, columns: list[str] | None, text: bool = False
+) -> tuple[np.ndarray, list[str]]:
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -202,12 +249,15 @@ def _read_parquet(path: Path, columns: list[str] | None) -> tuple[np.ndarray, li
     table = pq.read_table(path, columns=selected)
     if table.num_rows == 0:
         raise InputError(f"{path} has columns ({', '.join(names)}) but no rows: nothing to fit")
-    out = np.empty((table.num_rows, len(selected)), dtype=np.float64)
+    out = np.empty((table.num_rows, len(selected)), dtype=object if text else np.float64)
     for j, name in enumerate(selected):
         col = table.column(name)
         kind = col.type
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean,
                    pa.types.is_decimal)
+        if text and not any(is_kind(kind) for is_kind in numeric):
+            out[:, j] = _typed_column(col.to_pylist())
+            continue
         if any(is_kind(kind) for is_kind in numeric):
             col = pc.cast(col, pa.float64())
             out[:, j] = col.to_numpy(zero_copy_only=False)  # nulls become NaN

@@ -7,7 +7,9 @@ Every user error (bad file, bad column, bad option value, unreadable model) prin
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -155,7 +157,9 @@ def _standard_deviations(estimator: GaussianMixture) -> np.ndarray:
     return np.sqrt(np.diagonal(covs, axis1=1, axis2=2))
 
 
-def _component_table(estimator: GaussianMixture, names: Sequence[str] | None) -> Table:
+def _component_table(estimator: Any, names: Sequence[str] | None) -> Table:
+    if not hasattr(estimator, "means_"):
+        return _family_component_table(estimator, names)
     means = np.asarray(estimator.means_)
     K, D = means.shape
     names = list(names) if names is not None else [f"x{j}" for j in range(D)]
@@ -171,6 +175,53 @@ def _component_table(estimator: GaussianMixture, names: Sequence[str] | None) ->
         cells = [f"{means[k, j]:#.5g} ({sds[k, j]:#.3g})" for j in range(shown)]
         table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *cells)
     return table
+
+
+def _family_component_table(estimator: Any, names: Sequence[str] | None) -> Table:
+    """Weights and the family's named parameter arrays (``describe``), one row per component.
+
+    An array ``(K,)`` is one column; ``(K, D)`` one column per feature; ``(K, D, C)`` (e.g.
+    category probabilities) one column per feature listing its values, labelled by the
+    family's ``categories`` where its config names them.
+    """
+    family = estimator.family_
+    described = family.describe(estimator.components_)
+    K = len(estimator.weights_)
+    D = int(getattr(estimator, "n_features_in_", 0)) or None
+    names = list(names) if names is not None else None
+    labels = family.config().get("categories")
+    single = len(described) == 1
+    title = f"components: {next(iter(described))}" if single else f"{family.name} components"
+    table = Table(title=title, title_justify="left")
+    table.add_column("k", justify="right")
+    table.add_column("weight", justify="right")
+    columns: list[Callable[[int], str]] = []
+    for key, value in described.items():
+        arr = np.asarray(value)
+        if arr.ndim == 1:
+            table.add_column(key, justify="right")
+            columns.append(lambda k, a=arr: f"{a[k]:#.5g}")
+            continue
+        width = arr.shape[1]
+        shown = min(width, _MAX_FEATURES_SHOWN)
+        for j in range(shown):
+            feature = names[j] if names is not None and width == D and j < len(names) else j
+            table.add_column(str(feature) if single else f"{key} [{feature}]", justify="right")
+            if arr.ndim == 2:
+                columns.append(lambda k, a=arr, j=j: f"{a[k, j]:#.5g}")
+            else:
+                cats = labels[j] if isinstance(labels, list) and j < len(labels) else None
+                columns.append(lambda k, a=arr, j=j, c=cats: _vector_cell(a[k, j], c))
+    for k in range(K):
+        table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *(cell(k) for cell in columns))
+    return table
+
+
+def _vector_cell(values: np.ndarray, labels: Sequence[Any] | None) -> str:
+    values = np.asarray(values).ravel()
+    n = len(labels) if labels is not None else values.size
+    parts = [f"{labels[i] if labels is not None else i} {values[i]:.2f}" for i in range(n)]
+    return "\n".join(parts)
 
 
 def _key_value_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:
@@ -318,6 +369,461 @@ def fit_gmm(
             out.print(f"model saved to {output}")
 
 
+def _family_choices() -> list[str]:
+    """Families that can be made from their name alone (the CLI's ``--family`` values)."""
+    from emkit.families import FAMILIES, make_family
+
+    names = []
+    for name in sorted(FAMILIES):
+        try:
+            make_family(name)
+        except (TypeError, ValueError):
+            continue  # needs arguments (e.g. a product of column blocks)
+        names.append(name)
+    return names
+
+
+def _text_family(families: Sequence[str]) -> bool:
+    from emkit.families import make_family
+
+    return any(not make_family(f).numeric_input for f in families)
+
+
+def _missing_cells(X: np.ndarray) -> np.ndarray:
+    """Boolean mask of missing cells: NaN / inf in numeric tables, NaN or None in text ones."""
+    if X.dtype != object:
+        return ~np.isfinite(X)
+    if not X.size:
+        return np.zeros(X.shape, dtype=bool)
+    missing = np.vectorize(
+        lambda v: v is None or (isinstance(v, float) and not np.isfinite(v)), otypes=[bool]
+    )
+    return missing(X)
+
+
+def _require_complete_cells(X: np.ndarray, names: Sequence[str], path: Path) -> None:
+    """Like :func:`_require_complete` for numeric or text (object) tables."""
+    if X.dtype != object:
+        _require_complete(X, names, path)
+        return
+    bad = _missing_cells(X)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad.any(axis=1)) + 1
+    cols = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
+    raise InputError(
+        f"{path}: {rows.size} row(s) have missing values: data rows {_list(rows.tolist())} "
+        f"(counting from 1 below the header), in column(s) {_list([repr(c) for c in cols])}; "
+        "drop those rows first"
+    )
+
+
+def _read_data(
+    data: Path, columns: str | None, weights: str | None, text: bool, drop_missing: bool = False
+) -> tuple[np.ndarray, list[str], np.ndarray | None, str]:
+    """The model columns (all but ``weights`` by default), the weights column of DATA, and a
+    note; rows with a missing cell are an error, or dropped (the note says so) if
+    ``drop_missing``."""
+    selected = _split_columns(columns)
+    if weights is not None:
+        if selected is not None and weights in selected:
+            raise InputError(f"--weights column {weights!r} is also in --columns; list it once")
+        if selected is None:
+            from emkit._tabular import read_table as _read
+
+            _, every = _read(data, text=True)
+            selected = [c for c in every if c != weights]
+            if len(selected) == len(every):
+                raise InputError(
+                    f"{data} has no column {weights!r}; available columns: {', '.join(every)}"
+                )
+            if not selected:
+                raise InputError(f"{data} has no column besides the --weights column {weights!r}")
+    X, names = read_table(data, selected, text=text)
+    w = read_table(data, [weights])[0][:, 0] if weights is not None else None
+    note = ""
+    if drop_missing:
+        keep = ~_missing_cells(X).any(axis=1)
+        if w is not None:
+            keep &= np.isfinite(w)
+        if not keep.all():
+            dropped = np.flatnonzero(~keep) + 1
+            note = (f"dropped {dropped.size} row(s) with missing values (data rows "
+                    f"{_list(dropped.tolist())})")
+            X, w = X[keep], (w[keep] if w is not None else None)
+        if X.shape[0] == 0:
+            raise InputError(f"{data}: every row has a missing value")
+    _require_complete_cells(X, names, data)
+    if w is None:
+        return X, names, None, note
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        raise InputError(
+            f"{data}: the --weights column {weights!r} must hold non-negative numbers; data row "
+            f"{bad[0] + 1} holds {w[bad[0]]!r}"
+        )
+    if not w.sum() > 0:
+        raise InputError(f"{data}: the --weights column {weights!r} sums to zero")
+    return X, names, w, note
+
+
+def _print_note(note: str) -> None:
+    if note:
+        _stderr().print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
+
+
+_COLUMN_INDEX = re.compile(r"\bcolumn (\d+)\b")
+
+
+def _with_column_names(exc: InputError, names: Sequence[str]) -> InputError:
+    """The error with ``column 3`` written as the file's ``column 'name'`` (the estimator is
+    fitted on a plain array, so it only knows positions)."""
+
+    def name(match: re.Match[str]) -> str:
+        j = int(match.group(1))
+        return f"column {names[j]!r}" if j < len(names) else match.group(0)
+
+    return type(exc)(_COLUMN_INDEX.sub(name, str(exc)))
+
+
+def _mixture_summary(
+    estimator: Any, X: np.ndarray, names: Sequence[str], source: str, w: np.ndarray | None
+) -> list[Table]:
+    from emkit.select import information_criteria
+
+    crit = information_criteria(estimator, X, w)
+    n, D = X.shape
+    rows: list[tuple[str, Any]] = [
+        ("data", source),
+        ("rows", n if w is None else f"{n} (total weight {crit['n']:g})"),
+        ("features (D)", f"{D}: {_list(list(names))}"),
+        ("family", estimator.family_.name),
+        ("components (K)", estimator.n_components),
+        ("converged", "yes" if estimator.converged_ else "no"),
+        ("iterations", f"{estimator.n_iter_} ({estimator.n_estep_} E-steps)"),
+    ]
+    if estimator.n_init > 1:
+        rows.append(("restarts", f"{estimator.n_init} (best: run {estimator.best_restart_ + 1})"))
+    rows += [
+        ("log-likelihood", f"{crit['loglik']:.6f}"),
+        ("BIC", f"{crit['bic']:.4f}"),
+        ("AIC", f"{crit['aic']:.4f}"),
+        ("ICL", f"{crit['icl']:.4f}"),
+    ]
+    return [
+        _key_value_table(f"{estimator.family_.name} mixture fitted by EM", rows),
+        _component_table(estimator, names),
+    ]
+
+
+_MIXTURE_DEFAULTS = {"n_init": 1, "max_iter": 100, "tol": 1e-5, "init_params": "k-means++"}
+
+
+@fit_group.command("mixture")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--family", type=click.Choice(_family_choices()), required=True,
+              help="Component family.")
+@click.option("-k", "--components", "n_components", type=click.IntRange(min=1), required=True,
+              help="Number of mixture components K.")
+@click.option("--columns", help="Comma-separated columns to use (default: all but --weights).")
+@click.option("--weights", "weights", metavar="COLUMN",
+              help="Column of row weights (e.g. how often each row was observed).")
+@click.option("--drop-missing", is_flag=True,
+              help="Drop rows with a missing cell (default: they are an error).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the fitted model here (.emk).")
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,
+              help="EM runs from different starts; the best is kept.")
+@click.option("--short-runs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="emEM: start each run from the best of this many short EM runs.")
+@click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Most EM iterations per run.")
+@click.option("--tol", type=click.FloatRange(min=0.0), default=1e-5, show_default=True,
+              help="Stop when the mean log-likelihood changes by at most tol·(1+|ℓ|).")
+@click.option("--init", "init_params", type=click.Choice(("k-means++", "random",
+              "random_from_data")), default="k-means++", show_default=True,
+              help="How starts are drawn.")
+@click.option("--seed", type=int, default=None, help="Random seed (reproducible fits).")
+@click.option("--squarem", is_flag=True, help="Accelerate EM with SQUAREM.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG of the fit here (one column: histogram or bar chart with the "
+                   "mixture and its components).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def fit_mixture(
+    data: Path,
+    family: str,
+    n_components: int,
+    columns: str | None,
+    weights: str | None,
+    drop_missing: bool,
+    output: Path | None,
+    n_init: int,
+    short_runs: int,
+    max_iter: int,
+    tol: float,
+    init_params: str,
+    seed: int | None,
+    squarem: bool,
+    plot_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Fit a mixture of FAMILY components to the columns of DATA."""
+    from emkit.estimators.mixture import MixtureModel
+
+    text = _text_family([family])
+    X, names, w, note = _read_data(data, columns, weights, text, drop_missing)
+    if plot_path is not None and text and X.shape[1] > 1:
+        raise InputError("--plot draws one categorical column; select it with --columns")
+    _print_note(note)
+    estimator = MixtureModel(
+        family,
+        n_components,
+        n_init=n_init,
+        short_runs=short_runs,
+        max_iter=max_iter,
+        tol=tol,
+        init_params=init_params,
+        random_state=seed,
+        accelerate="squarem" if squarem else "none",
+    )
+    with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
+        try:
+            estimator.fit(X, sample_weight=w, callback=callback)
+        except InputError as exc:
+            raise _with_column_names(exc, names) from None
+    out = _stdout()
+    if not quiet:
+        for table in _mixture_summary(estimator, X, names, str(data), w):
+            out.print(table)
+    if plot_path is not None:
+        from emkit.plotting import new_figure, plot_mixture, save_figure
+
+        fig, ax = new_figure(figsize=(7.2, 5.4))
+        plot_mixture(estimator, X, feature_names=names, ax=ax, sample_weight=w)
+        save_figure(fig, plot_path)
+        if not quiet:
+            out.print(f"plot saved to {plot_path}")
+    if output is not None:
+        _save_model(estimator, names, output)
+        if not quiet:
+            out.print(f"model saved to {output}")
+
+
+def _save_model(estimator: Any, names: Sequence[str], output: Path) -> None:
+    """Save with the column names, so `predict` / `detect` select the same columns by name."""
+    estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    try:
+        save(estimator, output)
+    except TypeError as exc:  # an estimator the model-file format does not know yet
+        raise InputError(str(exc)) from None
+
+
+# --- emkit select ---------------------------------------------------------------------------------
+def _parse_ks(value: str) -> list[int]:
+    """``"1-9"``, ``"2,3,5"`` or ``"3"`` as a list of positive integers."""
+    ks: list[int] = []
+    try:
+        for part in value.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                ks.extend(range(lo, hi + 1))
+            elif part:
+                ks.append(int(part))
+    except ValueError:
+        raise InputError(f"--k must look like 1-9, 2,3,5 or 3; got {value!r}") from None
+    if not ks or min(ks) < 1:
+        raise InputError(f"--k needs positive numbers of components, got {value!r}")
+    return sorted(set(ks))
+
+
+def _parse_names(value: str | None, option: str, allowed: Sequence[str]) -> list[str]:
+    if value is None:
+        return []
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in names if v not in allowed]
+    if unknown or not names:
+        raise InputError(f"{option} takes some of {', '.join(allowed)}; got {value!r}")
+    return names
+
+
+@main.command("select")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--k", "ks", default="1-9", show_default=True,
+              help="Numbers of components to try: a range 1-9 or a list 2,3,5.")
+@click.option("--covariance", help="Gaussian covariance structures, comma-separated "
+              "(default: full,tied,diag,spherical, or none when --family is given).")
+@click.option("--family", "families", help="Also fit mixtures of these families, comma-separated "
+              f"({', '.join(_family_choices())}).")
+@click.option("--criterion", type=click.Choice(("bic", "aic", "icl")), default="bic",
+              show_default=True, help="Choose the model with the lowest value of this.")
+@click.option("--columns", help="Comma-separated columns to use (default: all but --weights).")
+@click.option("--weights", "weights", metavar="COLUMN", help="Column of row weights.")
+@click.option("--drop-missing", is_flag=True,
+              help="Drop rows with a missing cell (default: they are an error).")
+@click.option("--n-init", type=click.IntRange(min=1), default=3, show_default=True,
+              help="EM runs per candidate; the best is kept.")
+@click.option("--short-runs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="emEM: start each run from the best of this many short EM runs.")
+@click.option("--seed", type=int, default=None, help="Random seed (reproducible fits).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG of the criterion against K here.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the chosen model here (.emk).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the chosen model.")
+def select_command(
+    data: Path,
+    ks: str,
+    covariance: str | None,
+    families: str | None,
+    criterion: str,
+    columns: str | None,
+    weights: str | None,
+    drop_missing: bool,
+    n_init: int,
+    short_runs: int,
+    seed: int | None,
+    plot_path: Path | None,
+    output: Path | None,
+    quiet: bool,
+) -> None:
+    """Fit mixtures over K × covariance structure (× family) and compare BIC, AIC and ICL.
+
+    BIC = −2ℓ + p·ln n, AIC = −2ℓ + 2p and ICL = BIC + 2·entropy are lower-is-better
+    (scikit-learn's sign); the table also shows mclust's BIC = 2ℓ − p·ln n (higher is better).
+    """
+    from emkit.select import select
+
+    k_values = _parse_ks(ks)
+    family_names = _parse_names(families, "--family", _family_choices())
+    structures = _parse_names(covariance, "--covariance", _COVARIANCES)
+    if covariance is None and not family_names:
+        structures = list(_COVARIANCES)
+    text = _text_family(family_names)
+    if text and structures:
+        raise InputError("categorical families take text columns, which Gaussian mixtures "
+                         "cannot model: leave out --covariance")
+    X, names, w, note = _read_data(data, columns, weights, text, drop_missing)
+    _print_note(note)
+    with _reported_warnings(), _select_progress(not quiet) as progress:
+        result = select(X, n_components=k_values, covariance_types=structures,
+                        families=family_names or None, criterion=criterion, n_init=n_init,
+                        short_runs=short_runs, random_state=seed, sample_weight=w,
+                        progress=progress)
+    out = _stdout()
+    if quiet:
+        best = result.best
+        out.print(f"{best.model} {best.label} ({criterion.upper()} "
+                  f"{getattr(best, criterion):.4f})")
+    else:
+        if out.is_terminal and out.width >= 132:
+            out.print(result)  # a rich table; its caption names the winner and the signs
+            for row in result.rows:
+                if row.note:
+                    out.print(Text(f"note: {row.label}: {row.note}", style="yellow"),
+                              soft_wrap=True)
+        else:
+            click.echo(result.to_text())  # plain text: never truncated, fine in a pipe
+    if plot_path is not None:
+        from emkit.plotting import new_figure, save_figure
+
+        fig, ax = new_figure(figsize=(7.2, 5.0))
+        result.plot(ax=ax)
+        save_figure(fig, plot_path)
+        if not quiet:
+            out.print(f"plot saved to {plot_path}")
+    if output is not None:
+        _save_model(result.best_estimator, names, output)
+        if not quiet:
+            out.print(f"model saved to {output}")
+
+
+@contextlib.contextmanager
+def _select_progress(enabled: bool) -> Iterator[Callable[[int, int, Any], None] | None]:
+    console = _stderr()
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("fitting candidates", total=None)
+
+        def progress(done: int, total: int, row: Any) -> None:
+            bar.update(task, completed=done, total=total, description=f"fitted {row.label}")
+
+        yield progress
+
+
+# --- emkit detect ---------------------------------------------------------------------------------
+@main.command("detect")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--contamination", type=float, default=0.01, show_default=True,
+              help="Fraction of the training data to call outliers: rows whose density is below "
+                   "this quantile of the training rows' densities are flagged (0 < c ≤ 0.5).")
+@click.option("--threshold", type=float, default=None,
+              help="Flag rows with log-density below this instead (overrides --contamination).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the flagged rows here (CSV; default: standard output).")
+@click.option("--drop-missing", is_flag=True,
+              help="Skip rows with a missing cell (default: they are an error).")
+def detect(model: Path, data: Path, contamination: float, threshold: float | None,
+           output: Path | None, drop_missing: bool) -> None:
+    """Flag the rows of DATA that are unlikely under MODEL (anomaly detection).
+
+    Writes the flagged rows (their data row number, columns, log-density and score = −log p).
+    """
+    from emkit.estimators._mixture import check_contamination
+
+    estimator = load(model)
+    if not hasattr(estimator, "detect_outliers"):
+        raise InputError(f"{model} holds a {type(estimator).__name__}, not a mixture")
+    if threshold is None:
+        check_contamination(contamination)
+        cut = estimator.outlier_threshold(contamination)
+        rule = f"below {cut:.6g}, the {contamination:g} quantile of the training rows"
+    else:
+        if not np.isfinite(threshold):
+            raise InputError(f"--threshold must be a finite log-density, got {threshold!r}")
+        cut = float(threshold)
+        rule = f"below {cut:.6g}"
+    X, names = _read_for_model(estimator, data)
+    rows = np.arange(1, X.shape[0] + 1)
+    if drop_missing:
+        keep = ~_missing_cells(X).any(axis=1)
+        X, rows = X[keep], rows[keep]
+    _require_complete_cells(X, names, data)
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_  # columns were selected by name; the array goes by position
+    log_density = estimator.score_samples(X)
+    flagged = np.flatnonzero(log_density < cut)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", *names, "log_density", "score"])
+    for i in flagged:
+        cells = [_cell_text(v) for v in X[i]]
+        writer.writerow([rows[i], *cells, f"{log_density[i]:.10g}", f"{-log_density[i]:.10g}"])
+    text = buffer.getvalue()
+    summary = (f"{flagged.size} of {X.shape[0]} rows flagged (log-density {rule}); row numbers "
+               "count from 1 below the header")
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write_bytes(output, text.encode("utf-8"))
+        summary += f", written to {output}"
+    _stderr().print(summary, soft_wrap=True)
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.10g}"
+    return str(value)
+
+
 # --- emkit predict --------------------------------------------------------------------------------
 def _model_columns(estimator: Any) -> list[str] | None:
     names = getattr(estimator, "feature_names_in_", None)
@@ -326,14 +832,16 @@ def _model_columns(estimator: Any) -> list[str] | None:
 
 def _read_for_model(estimator: Any, data: Path) -> tuple[np.ndarray, list[str]]:
     names = _model_columns(estimator)
+    family = getattr(estimator, "family_", None)
+    text = family is not None and not family.numeric_input
     if names is not None:
         try:
-            return read_table(data, names)
+            return read_table(data, names, text=text)
         except InputError as exc:
             if "has no column" not in str(exc):
                 raise
             raise InputError(f"the model was fitted on columns {', '.join(names)}; {exc}") from None
-    X, found = read_table(data)
+    X, found = read_table(data, text=text)
     expected = int(estimator.n_features_in_)
     if X.shape[1] != expected:
         raise InputError(
@@ -353,7 +861,7 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool) -> None:
     """Label each row of DATA with its most probable component."""
     estimator = load(model)
     X, names = _read_for_model(estimator, data)
-    _require_complete(X, names, data)
+    _require_complete_cells(X, names, data)
     # The columns were selected by name above; the array goes in by position.  (Dropping the
     # names avoids scikit-learn's "X does not have valid feature names" check on a plain array.)
     if hasattr(estimator, "feature_names_in_"):
@@ -378,7 +886,7 @@ def info(model: Path) -> None:
     attributes = header.get("attributes", {})
     params = header.get("params", {})
     names = _model_columns(estimator)
-    D = int(attributes.get("n_features_in_", estimator.means_.shape[1]))
+    D = int(attributes.get("n_features_in_") or getattr(estimator, "n_features_in_", 0))
     rows: list[tuple[str, Any]] = [
         ("file", str(model)),
         ("estimator", header.get("estimator")),

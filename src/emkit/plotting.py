@@ -22,7 +22,14 @@ from matplotlib.ticker import MaxNLocator
 from emkit.families.covariance import covariance_structure
 from emkit.io import atomic_write_bytes
 
-__all__ = ["marginal_covariances", "new_figure", "plot_history", "plot_mixture", "save_figure"]
+__all__ = [
+    "marginal_covariances",
+    "new_figure",
+    "plot_history",
+    "plot_mixture",
+    "plot_selection",
+    "save_figure",
+]
 
 _CMAP = "tab10"
 
@@ -81,52 +88,159 @@ def plot_mixture(
     X: Any,
     feature_names: Sequence[str] | None = None,
     ax: Axes | None = None,
+    *,
+    sample_weight: Any = None,
 ) -> Axes:
-    """Fitted Gaussian mixture over its data; returns the axes.
+    """A fitted mixture (``GaussianMixture`` or any ``MixtureModel``) over its data; returns
+    the axes.
 
-    1-D data: density histogram, the mixture density and each weighted component.  Two or more
-    features: scatter of the first two coloured by predicted component, the 1σ and 2σ ellipses
-    of each component's covariance on those two features, and the means (crosses).
+    1-D data: for continuous data a density histogram, the mixture density and each weighted
+    component ``π_k f_k`` (from the fitted engine model's ``component_log_prob``); for counts
+    and categories a bar chart of relative frequencies with the mixture's and the weighted
+    components' probabilities.  Two or more numeric features: scatter of the first two coloured
+    by predicted component, with (Gaussian mixtures) the 1σ and 2σ ellipses of each component's
+    covariance on those two features and the means (crosses).  ``sample_weight`` weights the
+    histogram or frequencies (e.g. counts of identical rows).
     """
     frame = X if hasattr(X, "columns") and hasattr(X, "iloc") else None  # a DataFrame
     if feature_names is None and frame is not None:
         feature_names = [str(c) for c in frame.columns]
     if feature_names is None and hasattr(estimator, "feature_names_in_"):
         feature_names = [str(n) for n in estimator.feature_names_in_]
-    X = np.asarray(X, dtype=np.float64)
+    family = getattr(estimator, "family_", None)
+    numeric = family is None or bool(getattr(family, "numeric_input", True))
+    X = np.asarray(X, dtype=np.float64 if numeric else object)
     if X.ndim == 1:
         X = X[:, None]
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w is not None and w.shape != (X.shape[0],):
+        raise ValueError(f"sample_weight must have one value per row ({X.shape[0]}), got {w.shape}")
+    if X.shape[1] > 1 and not numeric:
+        raise ValueError(
+            "plot_mixture draws one categorical column, or numeric columns; select one column"
+        )
     if ax is None:
         _, ax = new_figure()
     if X.shape[1] == 1:
-        _plot_1d(estimator, X[:, 0], feature_names, ax)
+        _plot_1d(estimator, X[:, 0], feature_names, ax, w)
     else:
         _plot_2d(estimator, X, frame, feature_names, ax)
     return ax
 
 
-def _plot_1d(estimator: Any, x: np.ndarray, names: Sequence[str] | None, ax: Axes) -> None:
-    weights = np.asarray(estimator.weights_)
-    means = np.asarray(estimator.means_)[:, 0]
-    sd = np.sqrt(marginal_covariances(estimator, [0])[:, 0, 0])
+def _mixture_title(estimator: Any) -> str:
+    family = getattr(estimator, "family_", None)
+    name = "Gaussian" if family is None else str(getattr(family, "name", type(family).__name__))
+    return f"{name.capitalize() if family is not None else name} mixture"
+
+
+def _component_curves(estimator: Any, column: np.ndarray) -> np.ndarray:
+    """``π_k f_k(x)`` at the 1-D points ``column`` (raw values), shape ``(K, len(column))``."""
+    family = getattr(estimator, "family_", None)
+    values = column[:, None]
+    Xe = np.asarray(values, dtype=np.float64) if family is None else family.encode(values)
+    model, params = estimator._fitted_model(), estimator._get_fitted_params()
+    with np.errstate(all="ignore"):
+        logp = np.asarray(model.component_log_prob(params, Xe), dtype=np.float64)
+        curves = np.exp(logp).T
+    return np.nan_to_num(curves, nan=0.0, posinf=0.0)
+
+
+def _is_discrete(estimator: Any, x: np.ndarray) -> bool:
+    """Counts or categories: the family says so (``discrete``), takes non-numeric input, or
+    (a family that does not say) the data are whole numbers.  Gaussian mixtures: never."""
+    family = getattr(estimator, "family_", None)
+    if family is None:
+        return False
+    flag = getattr(family, "discrete", None)
+    if flag is not None:
+        return bool(flag)
+    if not getattr(family, "numeric_input", True):
+        return True
     finite = x[np.isfinite(x)]
-    lo = min(finite.min(), (means - 4 * sd).min())
-    hi = max(finite.max(), (means + 4 * sd).max())
+    return bool(finite.size) and bool(np.all(finite == np.round(finite)))
+
+
+def _plot_1d(
+    estimator: Any,
+    x: np.ndarray,
+    names: Sequence[str] | None,
+    ax: Axes,
+    w: np.ndarray | None = None,
+) -> None:
+    weights = np.asarray(estimator.weights_)
+    K = weights.shape[0]
+    colors = _colors(K)
+    if _is_discrete(estimator, x if x.dtype != object else np.empty(0)):
+        _plot_1d_discrete(estimator, x, w, ax, colors)
+    else:
+        _plot_1d_continuous(estimator, x, w, ax, colors)
+    ax.set_xlabel(_label(names, 0))
+    ax.set_title(f"{_mixture_title(estimator)}, K={K}")
+    ax.legend(frameon=False, fontsize="small")
+
+
+def _plot_1d_continuous(
+    estimator: Any, x: np.ndarray, w: np.ndarray | None, ax: Axes, colors: list[Any]
+) -> None:
+    weights = np.asarray(estimator.weights_)
+    keep = np.isfinite(x) if w is None else np.isfinite(x) & (w > 0)
+    finite = x[keep]
+    lo, hi = float(finite.min()), float(finite.max())
+    if hasattr(estimator, "means_") and hasattr(estimator, "covariances_"):  # Gaussian tails
+        means = np.asarray(estimator.means_)[:, 0]
+        sd = np.sqrt(marginal_covariances(estimator, [0])[:, 0, 0])
+        lo, hi = min(lo, float((means - 4 * sd).min())), max(hi, float((means + 4 * sd).max()))
+    else:
+        pad = 0.1 * (hi - lo) or 1.0
+        lo, hi = lo - pad, hi + pad
+        if getattr(getattr(estimator, "family_", None), "positive_only", False):
+            lo = max(lo, 0.0)
     grid = np.linspace(lo, hi, 600)
-    comps = weights[:, None] * np.exp(
-        -0.5 * ((grid[None, :] - means[:, None]) / sd[:, None]) ** 2
-    ) / (np.sqrt(2 * np.pi) * sd[:, None])
+    comps = _component_curves(estimator, grid)
     bins = int(np.clip(np.sqrt(finite.size), 10, 80))
-    ax.hist(finite, bins=bins, density=True, color="0.82", edgecolor="white", label="data")
-    colors = _colors(len(weights))
+    ax.hist(finite, bins=bins, density=True, weights=None if w is None else w[keep],
+            color="0.82", edgecolor="white", label="data")
     for k, curve in enumerate(comps):
         ax.plot(grid, curve, color=colors[k], lw=1.5, ls="--",
                 label=f"component {k} (weight {weights[k]:.2f})")
     ax.plot(grid, comps.sum(axis=0), color="black", lw=2, label="mixture density")
-    ax.set_xlabel(_label(names, 0))
     ax.set_ylabel("density")
-    ax.set_title(f"Gaussian mixture, K={len(weights)}")
-    ax.legend(frameon=False, fontsize="small")
+
+
+def _plot_1d_discrete(
+    estimator: Any, x: np.ndarray, w: np.ndarray | None, ax: Axes, colors: list[Any]
+) -> None:
+    weights = np.asarray(estimator.weights_)
+    w = np.ones(x.shape[0]) if w is None else w
+    if x.dtype == object:  # categories: one bar per observed value, in sorted order
+        present = np.asarray([not (isinstance(v, float) and np.isnan(v)) for v in x])
+        x, w = x[present], w[present]
+        support = np.asarray(sorted(set(x.tolist()), key=str), dtype=object)
+        positions = np.arange(support.size, dtype=np.float64)
+        index = {v: i for i, v in enumerate(support.tolist())}
+        codes = np.asarray([index[v] for v in x.tolist()], dtype=np.intp)
+    else:  # counts: every whole number between the smallest and largest
+        keep = np.isfinite(x)
+        x, w = x[keep], w[keep]
+        lo, hi = int(np.floor(x.min())), int(np.ceil(x.max()))
+        support = np.arange(lo, hi + 1, dtype=np.float64) if hi - lo <= 400 else np.unique(x)
+        positions = support.astype(np.float64)
+        codes = np.searchsorted(support, x)
+    freq = np.bincount(codes, weights=w, minlength=support.size) / w.sum()
+    comps = _component_curves(estimator, support)
+    ax.bar(positions, freq, width=0.8, color="0.82", edgecolor="white",
+           label="data (relative frequency)")
+    for k, curve in enumerate(comps):
+        ax.plot(positions, curve, color=colors[k], lw=1.2, ls="--", marker="o", ms=3,
+                label=f"component {k} (weight {weights[k]:.2f})")
+    ax.plot(positions, comps.sum(axis=0), color="black", lw=2, marker="s", ms=4,
+            label="mixture probability")
+    if x.dtype == object:
+        ax.set_xticks(positions, [str(v) for v in support])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("probability")
 
 
 def _ellipse(mean: np.ndarray, cov: np.ndarray, radius: float, **kwargs: Any) -> Ellipse:
@@ -142,8 +256,7 @@ def _plot_2d(
 ) -> None:
     weights = np.asarray(estimator.weights_)
     K = weights.shape[0]
-    means = np.asarray(estimator.means_)[:, :2]
-    covs = marginal_covariances(estimator, [0, 1])
+    gaussian = hasattr(estimator, "means_") and hasattr(estimator, "covariances_")
     colors = _colors(K)
     complete = np.all(np.isfinite(X), axis=1)
     # A DataFrame goes in as it came, so an estimator fitted on named columns sees its names.
@@ -155,16 +268,21 @@ def _plot_2d(
         sel = labels == k
         ax.scatter(pts[sel, 0], pts[sel, 1], s=size, color=colors[k], alpha=0.6, lw=0,
                    label=f"component {k} (weight {weights[k]:.2f})")
-    for k in range(K):
-        for radius, style in ((1.0, "-"), (2.0, "--")):
-            ax.add_patch(_ellipse(means[k], covs[k], radius, fill=False, edgecolor=colors[k],
-                                  lw=1.6, ls=style))
-    ax.scatter(means[:, 0], means[:, 1], marker="X", s=110, c=colors, edgecolors="black",
-               linewidths=1.0, zorder=5)
+    shown = "" if X.shape[1] == 2 else f" (first 2 of {X.shape[1]} features)"
+    if gaussian:
+        means = np.asarray(estimator.means_)[:, :2]
+        covs = marginal_covariances(estimator, [0, 1])
+        for k in range(K):
+            for radius, style in ((1.0, "-"), (2.0, "--")):
+                ax.add_patch(_ellipse(means[k], covs[k], radius, fill=False,
+                                      edgecolor=colors[k], lw=1.6, ls=style))
+        ax.scatter(means[:, 0], means[:, 1], marker="X", s=110, c=colors, edgecolors="black",
+                   linewidths=1.0, zorder=5)
+        ax.set_title(f"Gaussian mixture, K={K}: 1σ (solid) and 2σ (dashed) ellipses{shown}")
+    else:
+        ax.set_title(f"{_mixture_title(estimator)}, K={K}: most probable component{shown}")
     ax.set_xlabel(_label(names, 0))
     ax.set_ylabel(_label(names, 1))
-    shown = "" if X.shape[1] == 2 else f" (first 2 of {X.shape[1]} features)"
-    ax.set_title(f"Gaussian mixture, K={K}: 1σ (solid) and 2σ (dashed) ellipses{shown}")
     ax.legend(frameon=False, fontsize="small", markerscale=max(1.0, 20.0 / size))
     ax.autoscale_view()
 
@@ -181,4 +299,41 @@ def plot_history(estimator: Any, ax: Axes | None = None) -> Axes:
     status = "converged" if getattr(estimator, "converged_", False) else "not converged"
     ax.set_title(f"EM progress: {history.size - 1} iterations, {status}")
     ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_selection(result: Any, criterion: str | None = None, ax: Axes | None = None) -> Axes:
+    """Criterion against K for every covariance structure / family of an
+    :func:`emkit.select` result (lower is better), the winner circled; returns the axes."""
+    from emkit.select import _check_criterion
+
+    key = _check_criterion(criterion or result.criterion)
+    if ax is None:
+        _, ax = new_figure()
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for row in result.rows:
+        groups.setdefault((row.model, row.structure), []).append(row)
+    colors = _colors(len(groups))
+    degenerate_labelled = False
+    for color, ((model, structure), rows) in zip(colors, groups.items(), strict=True):
+        ok = [r for r in rows if r.ok and not r.degenerate]
+        label = structure if model == "GaussianMixture" else f"{structure} (family)"
+        ax.plot([r.n_components for r in ok], [getattr(r, key) for r in ok], marker="o", ms=4,
+                lw=1.5, color=color, label=label)
+        bad = [r for r in rows if r.ok and r.degenerate]
+        if bad:
+            ax.scatter([r.n_components for r in bad], [getattr(r, key) for r in bad],
+                       marker="x", s=40, color=color, zorder=4,
+                       label=None if degenerate_labelled else "degenerate fit (not chosen)")
+            degenerate_labelled = True
+    best = result.rows[result.ranking(key)[0]]
+    ax.scatter([best.n_components], [getattr(best, key)], s=180, facecolors="none",
+               edgecolors="black", linewidths=1.8, zorder=5,
+               label=f"best: {best.structure}, K={best.n_components}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel(f"{key.upper()} (lower is better)")
+    ax.set_title(f"model selection by {key.upper()} on {result.n_samples:g} rows")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize="small")
     return ax

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-StoppingRule = Literal["relative", "aitken"]
+StoppingRule = Literal["relative", "aitken", "none"]
 
 
 @dataclass(frozen=True)
@@ -18,19 +18,28 @@ class Monitor:
     ``aitken``: stop when Aitken's predicted limit ``ℓ_∞ = ℓ_{t−1} + (ℓ_t − ℓ_{t−1})/(1 − a)``,
     ``a = (ℓ_t − ℓ_{t−1})/(ℓ_{t−1} − ℓ_{t−2})``, satisfies ``|ℓ_∞ − ℓ_t| ≤ tol·(1 + |ℓ_t|)``
     (Böhning et al. 1994); it stops earlier than ``relative`` when EM crawls linearly.
+    ``none``: never stop early: run exactly ``max_iter`` iterations (past the float64 plateau
+    of ℓ, e.g. to reproduce a published iteration count; ``tol`` is ignored).
     """
 
     tol: float = 1e-4
     rule: StoppingRule = "relative"
 
     def __post_init__(self) -> None:
-        if self.rule not in ("relative", "aitken"):
-            raise ValueError(f"stopping rule must be 'relative' or 'aitken', got {self.rule!r}")
+        if self.rule not in ("relative", "aitken", "none"):
+            raise ValueError(
+                f"stopping rule must be 'relative', 'aitken' or 'none', got {self.rule!r}"
+            )
         if not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol!r}")
 
+    @property
+    def stops_early(self) -> bool:
+        """False for the rule ``none`` (a run then ends only at ``max_iter``)."""
+        return self.rule != "none"
+
     def converged(self, history: Sequence[float]) -> bool:
-        if len(history) < 2:
+        if len(history) < 2 or not self.stops_early:
             return False
         cur, prev = history[-1], history[-2]
         scale = self.tol * (1.0 + abs(cur))

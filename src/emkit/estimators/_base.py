@@ -18,7 +18,9 @@ class EMEstimator(BaseEstimator):
     """Base of the scikit-learn shells: subclasses build a model and convert parameters.
 
     Subclasses implement ``_build_model(X, w)``, ``_start_params(model, data, rng)`` (a user start
-    or None), ``_set_fitted(params)`` and ``_get_fitted_params()``.
+    or None), ``_set_fitted(params)`` and ``_get_fitted_params()``.  Estimators that take
+    ``short_runs`` / ``short_iter`` (emEM starts) pass them to the engine; ``restart_objectives_``
+    holds the objective reached from every start and ``best_restart_`` the index of the winner.
     """
 
     def _config(self) -> EMConfig:
@@ -43,7 +45,15 @@ class EMEstimator(BaseEstimator):
         if callback is None and self.verbose:
             callback = self._print_progress
         result = fit(
-            model, data, config, rng=rng, n_init=n_init, init_params=start, callback=callback
+            model,
+            data,
+            config,
+            rng=rng,
+            n_init=n_init,
+            init_params=start,
+            callback=callback,
+            short_runs=getattr(self, "short_runs", 0),
+            short_iter=getattr(self, "short_iter", 5),
         )
         self._set_fitted(result.params)
         self.converged_ = bool(result.converged)
@@ -53,7 +63,7 @@ class EMEstimator(BaseEstimator):
         self.history_ = np.asarray(result.history)
         self.restart_objectives_ = np.asarray(result.restart_objectives)
         self.best_restart_ = int(result.best_restart)
-        if not result.converged and config.max_iter > 0:
+        if not result.converged and config.max_iter > 0 and config.monitor.stops_early:
             warnings.warn(
                 f"EM did not converge in max_iter={config.max_iter} iterations (last change of "
                 f"the mean log-likelihood: {np.diff(result.history[-2:]).tolist() or [0.0]}); "

@@ -11,19 +11,31 @@ from sklearn.utils import check_random_state
 from emkit.models.gaussian_mixture import log_softmax_rows
 
 PREDICT_ROWS = 65536
+QUANTILE_LEVELS = 1001  # probabilities 0, 0.001, …, 1 of the training log-density table
 
 
 class MixtureInference:
-    """``predict``, ``predict_proba``, ``score_samples``, ``score``, ``bic``, ``aic``, ``icl``.
+    """``predict``, ``predict_proba``, ``score_samples``, ``score``, ``bic``, ``aic``, ``icl``,
+    and anomaly detection (``outlier_scores``, ``outlier_threshold``, ``detect_outliers``).
 
     Subclasses provide ``_check_predict_X(X)``, ``_fitted_model()`` (an engine model with
     ``component_log_prob``), ``_get_fitted_params()``, ``n_parameters()`` and
-    ``_sample_component(rng, k, n)``.
+    ``_sample_component(rng, k, n)``.  After every fit (this class wraps ``_run_engine``) the
+    weighted quantiles of the training rows' log-densities are kept in
+    ``log_density_quantiles_`` (``QUANTILE_LEVELS`` values, so model files stay small).
     """
+
+    def _run_engine(self, model: Any, data: Any, callback: Any = None) -> Any:
+        result = super()._run_engine(model, data, callback)  # type: ignore[misc]
+        self._store_log_density_quantiles(data.X, data.weights)
+        return result
 
     def _log_resp_chunks(self, X: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         self._check_fitted()
-        X = self._check_predict_X(X)
+        yield from self._log_resp_chunks_of(self._check_predict_X(X))
+
+    def _log_resp_chunks_of(self, X: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Log-responsibilities and row log-densities of validated (encoded) rows, by chunks."""
         model, params = self._fitted_model(), self._get_fitted_params()
         for start in range(0, X.shape[0], PREDICT_ROWS):
             logp = model.component_log_prob(params, X[start : start + PREDICT_ROWS])
@@ -85,3 +97,75 @@ class MixtureInference:
         for log_resp, _ in self._log_resp_chunks(X):
             penalty -= float(log_resp.max(axis=1).sum())
         return self.bic(X) + 2.0 * penalty
+
+    # --- anomaly detection --------------------------------------------------------------------
+    def _store_log_density_quantiles(self, X: np.ndarray, weights: np.ndarray) -> None:
+        """Weighted quantiles of the training log-densities at ``QUANTILE_LEVELS`` levels."""
+        parts = [row_ll for _, row_ll in self._log_resp_chunks_of(X)]
+        ll = np.concatenate(parts).astype(np.float64, copy=False)
+        self.log_density_quantiles_ = weighted_quantiles(
+            ll, np.asarray(weights, dtype=np.float64), np.linspace(0.0, 1.0, QUANTILE_LEVELS)
+        )
+
+    def outlier_scores(self, X: Any) -> np.ndarray:
+        """Anomaly score of every row: ``−log p(x_n)`` (higher is more anomalous)."""
+        return -self.score_samples(X)
+
+    def outlier_threshold(self, contamination: float = 0.01) -> float:
+        """The log-density below which a fraction ``contamination`` of the (weighted) training
+        rows fall: rows with ``log p(x) <`` this are flagged by :meth:`detect_outliers`."""
+        self._check_fitted()
+        contamination = check_contamination(contamination)
+        table = getattr(self, "log_density_quantiles_", None)
+        if table is None:
+            raise ValueError(
+                "this model has no table of training log-densities (fitted by an older emkit?); "
+                "refit it, or pass threshold= (a log-density) to detect_outliers"
+            )
+        table = np.asarray(table, dtype=np.float64)
+        levels = np.linspace(0.0, 1.0, table.size)
+        return float(np.interp(contamination, levels, table))
+
+    def detect_outliers(
+        self, X: Any, contamination: float = 0.01, threshold: float | None = None
+    ) -> np.ndarray:
+        """Boolean mask of the rows whose log-density is below ``threshold`` (a log-density),
+        by default :meth:`outlier_threshold` ``(contamination)`` from the training data."""
+        if threshold is None:
+            cut = self.outlier_threshold(contamination)
+        else:
+            cut = float(threshold)
+            if np.isnan(cut):
+                raise ValueError("threshold must be a number (a log-density), got NaN")
+        return self.score_samples(X) < cut
+
+
+def check_contamination(contamination: Any) -> float:
+    """``contamination`` as a float in (0, 0.5], else ``ValueError``."""
+    try:
+        value = float(contamination)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"contamination must be a number in (0, 0.5], got {contamination!r}"
+        ) from None
+    if not 0.0 < value <= 0.5:
+        raise ValueError(f"contamination must be in (0, 0.5], got {contamination!r}")
+    return value
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Quantiles of ``values`` with ``weights`` at probabilities ``levels``.
+
+    The sorted values sit at the midpoints of their cumulative weights (Hazen's plotting
+    positions, the weighted form of numpy's ``method="hazen"``), linearly interpolated between;
+    levels below the first or above the last midpoint give the minimum or maximum.  Rows with
+    zero weight are left out.
+    """
+    keep = weights > 0
+    values, weights = values[keep], weights[keep]
+    if values.size == 0:
+        raise ValueError("no rows with positive weight")
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    positions = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return np.interp(levels, positions, v)

@@ -40,10 +40,13 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
 
     Parameters follow :class:`sklearn.mixture.GaussianMixture`; additions are ``sample_weight``
     in :meth:`fit`, ``stopping`` (``"relative"``: ``|Δℓ| ≤ tol·(1+|ℓ|)`` on the mean
-    log-likelihood ℓ; ``"aitken"``: Aitken's predicted limit), ``accelerate="squarem"``, and
+    log-likelihood ℓ; ``"aitken"``: Aitken's predicted limit; ``"none"``: exactly ``max_iter``
+    iterations), ``accelerate="squarem"``, and
     ``init_params="k-means++"`` (the default: k-means++ seeds, every row assigned to its nearest
     seed, one M-step).  ``tol`` is relative (mclust's default 1e-5), not scikit-learn's absolute
-    1e-3.
+    1e-3.  ``short_runs`` > 0 starts each of the ``n_init`` runs from the best of that many short
+    EM runs of at most ``short_iter`` iterations (emEM, Biernacki, Celeux & Govaert 2003);
+    ``restart_objectives_`` and ``best_restart_`` tell which run won.
     """
 
     def __init__(
@@ -56,6 +59,8 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         max_iter: int = 100,
         n_init: int = 1,
         init_params: str = "k-means++",
+        short_runs: int = 0,
+        short_iter: int = 5,
         weights_init: Any = None,
         means_init: Any = None,
         precisions_init: Any = None,
@@ -72,6 +77,8 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         self.max_iter = max_iter
         self.n_init = n_init
         self.init_params = init_params
+        self.short_runs = short_runs
+        self.short_iter = short_iter
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init

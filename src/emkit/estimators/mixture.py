@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,10 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     ``family`` is a name (``"poisson"``, …) or a family object; the settings mean what they mean
     for :class:`emkit.GaussianMixture`.  Fitted: ``weights_``, ``family_`` (the configured
     family), ``components_`` (its parameters), and the family's named arrays as attributes
-    (e.g. ``rates_`` for Poisson).
+    (e.g. ``rates_`` for Poisson).  ``weights_init`` / ``components_init`` give a start (the
+    family's parameter object, or a dict of its fields such as ``{"rates": [[1.0], [2.5]]}``);
+    ``short_runs`` > 0 starts every run from the best of that many short EM runs of at most
+    ``short_iter`` iterations (emEM).
     """
 
     def __init__(
@@ -33,6 +37,10 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         max_iter: int = 100,
         n_init: int = 1,
         init_params: str = "k-means++",
+        short_runs: int = 0,
+        short_iter: int = 5,
+        weights_init: Any = None,
+        components_init: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         stopping: str = "relative",
@@ -45,6 +53,10 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         self.max_iter = max_iter
         self.n_init = n_init
         self.init_params = init_params
+        self.short_runs = short_runs
+        self.short_iter = short_iter
+        self.weights_init = weights_init
+        self.components_init = components_init
         self.random_state = random_state
         self.warm_start = warm_start
         self.stopping = stopping
@@ -107,8 +119,31 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     def _engine_model(self) -> FamilyMixture:
         return FamilyMixture(self.family_, int(self.n_components), self.init_params)
 
-    def _start_params(self, model: FamilyMixture, data: ArrayData, rng: np.random.Generator):
-        return None
+    def _start_params(
+        self, model: FamilyMixture, data: ArrayData, rng: np.random.Generator
+    ) -> MixtureParams | None:
+        """The user's start (``weights_init`` and/or ``components_init``), else None (use init).
+
+        ``components_init`` is the family's parameter object, or a dict of some of its fields
+        (e.g. ``{"rates": [[1.0], [2.5]]}`` for Poisson); fields not given come from the init.
+        """
+        if self.weights_init is None and self.components_init is None:
+            return None
+        base = model.init(data, rng)
+        K = model.n_components
+        weights = base.weights
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+            if weights.shape != (K,) or not np.all(np.isfinite(weights)):
+                raise InputError(f"weights_init must be {K} finite numbers, got {weights!r}")
+            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+                raise InputError(f"weights_init must be non-negative and sum to 1, got {weights}")
+        components = base.components
+        if isinstance(self.components_init, dict):
+            components = _replace_fields(base.components, self.components_init)
+        elif self.components_init is not None:
+            components = self.components_init
+        return MixtureParams(weights, components)
 
     def _set_fitted(self, params: MixtureParams) -> None:
         self.weights_ = params.weights
@@ -158,3 +193,26 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         """Free parameters: ``K − 1`` weights plus the family's."""
         self._check_fitted()
         return int(len(self.weights_) - 1 + self.family_.n_parameters(self.components_))
+
+
+def _replace_fields(params: Any, given: dict[str, Any]) -> Any:
+    """``params`` (a dataclass) with the arrays in ``given`` put in, each checked for size."""
+    if not dataclasses.is_dataclass(params):
+        raise InputError(
+            f"components_init as a dict needs dataclass parameters; give a "
+            f"{type(params).__name__} instead"
+        )
+    names = [f.name for f in dataclasses.fields(params)]
+    values = {}
+    for key, value in given.items():
+        if key not in names:
+            raise InputError(f"components_init has no field {key!r}; the fields are {names}")
+        like = np.asarray(getattr(params, key))
+        arr = np.asarray(value, dtype=like.dtype)
+        if arr.size != like.size or not np.all(np.isfinite(arr)):
+            raise InputError(
+                f"components_init[{key!r}] must hold {like.size} finite numbers (shape "
+                f"{like.shape}), got {np.shape(value)}"
+            )
+        values[key] = arr.reshape(like.shape)
+    return dataclasses.replace(params, **values)
