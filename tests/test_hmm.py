@@ -534,3 +534,29 @@ def test_categorical_hmm_with_string_symbols_and_missing_rows() -> None:
         est.predict(np.array([["sun"], ["fog"]], dtype=object))
     Xs, zs = est.sample(20, random_state=0)
     assert Xs.shape == (20, 1) and set(Xs[:, 0]) <= set(symbols)
+
+
+def test_mixture_model_with_the_gaussian_family_saves_and_loads(tmp_path, blobs) -> None:
+    model = MixtureModel("gaussian", 3, random_state=0).fit(blobs)
+    loaded = emkit.load(emkit.save(model, tmp_path / "gaussian.emk"))
+    np.testing.assert_array_equal(loaded.predict_proba(blobs), model.predict_proba(blobs))
+    np.testing.assert_array_equal(loaded.score_samples(blobs), model.score_samples(blobs))
+
+
+@pytest.mark.parametrize("make", [lambda: GaussianHMM(2, "tied"), lambda: PoissonHMM(2)])
+def test_fitted_hmm_rebuilds_from_its_public_arrays_and_config(make) -> None:
+    """What a model file keeps (fitted ``name_`` arrays and JSON values) rebuilds the family and
+    the emission parameters exactly: the same predictions as the fitted estimator."""
+    X, _ = sample_hmm(11, [80, 40], [[1.0, 1.0], [6.0, 6.0]], np.array([[0.9, 0.1], [0.2, 0.8]]))
+    Xr = np.abs(X).round()  # counts for the Poisson HMM
+    est = make().set_params(random_state=0).fit(Xr, [80, 40])
+    fresh = make().set_params(random_state=0)
+    for name, value in vars(est).items():
+        if name.endswith("_") and not name.startswith("_"):
+            setattr(fresh, name, value)
+    assert "_emission" not in vars(fresh) and "_emission_params" not in vars(fresh)
+    np.testing.assert_array_equal(
+        fresh.predict_proba(Xr, [80, 40]), est.predict_proba(Xr, [80, 40])
+    )
+    np.testing.assert_array_equal(fresh.predict(Xr, [80, 40]), est.predict(Xr, [80, 40]))
+    assert fresh.score(Xr, [80, 40]) == est.score(Xr, [80, 40])

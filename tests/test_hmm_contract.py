@@ -190,7 +190,9 @@ _SAVE = pytest.mark.xfail(
     strict=True,
     raises=TypeError,
     reason="emkit.io's registry does not list the HMM estimators yet (io.py is not in this "
-    "change); the HMM's fitted family and parameters also need a save hook there",
+    "change); the estimators rebuild family and parameters from their arrays and "
+    "emission_config_, but io still needs JSON forms of `learn` (a Learn) and of array-valued "
+    "startprob / transmat",
 )
 
 

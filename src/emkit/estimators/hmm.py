@@ -47,9 +47,10 @@ class HMM(EMEstimator):
     observation, ``max_iter``, ``n_init``, ``warm_start``, ``accelerate="squarem"``, …) are
     those of every emkit estimator.
 
-    Fitted: ``startprob_``, ``transmat_``, ``emission_`` (the configured family),
-    ``emission_params_`` and the family's named arrays (``means_``, ``covariances_``, ``rates_``,
-    …); ``history_`` holds the mean log-likelihood per observation after each iteration.
+    Fitted: ``startprob_``, ``transmat_``, ``emission_`` (the configured family; its config in
+    ``emission_config_``), ``emission_params_`` and the family's named arrays (``means_``,
+    ``covariances_``, ``rates_``, …); ``history_`` holds the mean log-likelihood per
+    observation after each iteration.
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class HMM(EMEstimator):
             data = SequenceData.of(Xf, lengths, sample_weight)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        self.emission_ = family
+        self._emission, self.emission_config_ = family, family.config()
         self._check_user_chain(K)
         model = self._engine_model()
         self._run_engine(model, data, callback)
@@ -193,11 +194,33 @@ class HMM(EMEstimator):
     def _set_fitted(self, params: HMMParams) -> None:
         self.startprob_ = params.startprob
         self.transmat_ = params.transmat
-        self.emission_params_ = params.emission
+        self._emission_params = params.emission
         for name, value in self.emission_.describe(params.emission).items():
             setattr(self, f"{name}_", value)
         for name, value in self._compat_attributes(params).items():
             setattr(self, name, value)
+
+    # The fitted family and emission parameters live in memory after fit; a model file holds
+    # only JSON and arrays, from which they are rebuilt (``emission_config_``, the family's
+    # ``describe`` arrays and ``restore``).
+    @property
+    def emission_(self) -> Family:
+        """The configured emission family."""
+        family = self.__dict__.get("_emission")
+        return family if family is not None else make_family(self.emission_config_)
+
+    @property
+    def emission_params_(self) -> Any:
+        """The emission family's parameters of the K states."""
+        params = self.__dict__.get("_emission_params")
+        if params is None:
+            arrays = {
+                name[:-1]: value
+                for name, value in vars(self).items()
+                if name.endswith("_") and isinstance(value, np.ndarray)
+            }
+            params = self.emission_.restore(arrays)
+        return params
 
     def _get_fitted_params(self) -> HMMParams:
         return HMMParams(self.startprob_, self.transmat_, self.emission_params_)

@@ -14,6 +14,7 @@ pooled by the structure).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,7 +172,18 @@ class Gaussian(Family):
         )
 
     def describe(self, params: GaussianParams) -> dict[str, np.ndarray]:
-        return {"means": params.means, "covariances": self.covariances(params)}
+        return {
+            "means": params.means,
+            "covariances": self.covariances(params),
+            "precisions_cholesky": params.precisions_cholesky,
+        }
+
+    def restore(self, arrays: Mapping[str, np.ndarray]) -> GaussianParams:
+        """The parameters from ``describe``'s arrays (the factors themselves: exact)."""
+        return GaussianParams(
+            np.asarray(arrays["means"], dtype=np.float64),
+            np.asarray(arrays["precisions_cholesky"], dtype=np.float64),
+        )
 
     def row_bytes(self, K: int, D: int) -> int:
         return self.covariance.temp_bytes_per_row(K, D, 8) + 8 * (K + D)
