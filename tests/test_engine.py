@@ -277,21 +277,11 @@ def test_max_iter_zero_evaluates_the_start_only() -> None:
     assert len(result.history) == 1
 
 
-SQUAREM_OVERSHOOT = pytest.mark.xfail(
-    strict=True,
-    reason="bug in engine/loop.py _run_squarem: a cycle takes two M-steps (n_iter += 2) before "
-    "checking max_iter, so max_iter = 1, 4, 7, ... (≡ 1 mod 3) gets one M-step too many",
-)
-
-
-@pytest.mark.parametrize(
-    "max_iter",
-    [2, 3, 5, 6, 9] + [pytest.param(m, marks=SQUAREM_OVERSHOOT) for m in (1, 4, 7)],
-)
+@pytest.mark.parametrize("max_iter", [1, 2, 3, 4, 5, 6, 7, 9])
 def test_squarem_respects_max_iter(max_iter: int) -> None:
     config = EMConfig(max_iter=max_iter, tol=0.0, accelerate="squarem")
     result = run_em(LinkageModel(), counts_data(), LinkageParams(0.1), config)
-    assert result.n_iter <= max_iter
+    assert result.n_iter == max_iter
 
 
 def test_squarem_needs_flatten() -> None:

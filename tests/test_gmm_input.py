@@ -393,12 +393,6 @@ def test_weighted_score_is_the_weighted_mean(fitted: GaussianMixture, blobs: np.
     assert fitted.score(blobs, sample_weight=weights) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in estimators/_mixture.py MixtureInference.score: sample_weight is passed to "
-    "np.average unchecked; a wrong length gives numpy's TypeError 'Axis must be specified when "
-    "shapes of a and weights differ' (negative/NaN weights are accepted silently)",
-)
 @pytest.mark.parametrize("weights", [np.ones(3), -np.ones(300)], ids=["wrong-length", "negative"])
 def test_bad_score_weights(fitted: GaussianMixture, blobs: np.ndarray, weights) -> None:
     with pytest.raises(ValueError, match="sample_weight|Negative") as excinfo:

@@ -229,3 +229,19 @@ def test_a_newer_format_is_refused_with_advice(model, tmp_path) -> None:
             zf.writestr(name, payload)
     with pytest.raises(ModelFileError, match="newer emkit .* upgrade"):
         emkit.load(path)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    from emkit.io import atomic_write_bytes
+
+    umask = os.umask(0o022)
+    try:
+        target = tmp_path / "out.bin"
+        atomic_write_bytes(target, b"payload")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        assert target.read_bytes() == b"payload"
+    finally:
+        os.umask(umask)

@@ -211,9 +211,14 @@ def _run_squarem(runner: _Runner, params: Any) -> FitResult:
     while n_iter < config.max_iter:
         theta1 = model.m_step(stats0, params)
         stats1, obj1 = runner.estep(theta1)
-        runner.check(obj1, n_iter + 1)
+        n_iter += 1
+        runner.check(obj1, n_iter)
+        if n_iter >= config.max_iter:  # no room left for an extrapolation: a plain EM step
+            params, stats0, obj0 = theta1, stats1, obj1
+            history.append(obj0 / weight)
+            break
         theta2 = model.m_step(stats1, theta1)
-        n_iter += 2
+        n_iter += 1
         v0, v1, v2 = (model.flatten(t) for t in (params, theta1, theta2))
         r, v = v1 - v0, v2 - 2.0 * v1 + v0
         norm_v = float(np.linalg.norm(v))

@@ -17,7 +17,8 @@ class Monitor:
     ``relative``: stop when ``|ℓ_t − ℓ_{t−1}| ≤ tol·(1 + |ℓ_t|)``.
     ``aitken``: stop when Aitken's predicted limit ``ℓ_∞ = ℓ_{t−1} + (ℓ_t − ℓ_{t−1})/(1 − a)``,
     ``a = (ℓ_t − ℓ_{t−1})/(ℓ_{t−1} − ℓ_{t−2})``, satisfies ``|ℓ_∞ − ℓ_t| ≤ tol·(1 + |ℓ_t|)``
-    (Böhning et al. 1994); it stops earlier than ``relative`` when EM crawls linearly.
+    (Böhning et al. 1994); when EM crawls linearly (rate a → 1) ``relative`` stops about
+    ``1/(1 − a)`` tolerances short of the limit, Aitken at the tolerance itself.
     ``none``: never stop early: run exactly ``max_iter`` iterations (past the float64 plateau
     of ℓ, e.g. to reproduce a published iteration count; ``tol`` is ignored).
     """

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
+from emkit._validation import check_sample_weight
 from emkit.models.gaussian_mixture import log_softmax_rows
 
 PREDICT_ROWS = 65536
@@ -51,7 +52,7 @@ class MixtureInference:
         ll = self.score_samples(X)
         if sample_weight is None:
             return float(ll.mean())
-        return float(np.average(ll, weights=np.asarray(sample_weight, dtype=np.float64)))
+        return float(np.average(ll, weights=check_sample_weight(sample_weight, ll[:, None])))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior responsibilities ``p(k | x_n)``, shape ``(n, K)``."""

@@ -117,7 +117,12 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         return [str(n) for n in names] if names is not None else None
 
     def _engine_model(self) -> FamilyMixture:
-        return FamilyMixture(self.family_, int(self.n_components), self.init_params)
+        return FamilyMixture(
+            self.family_,
+            int(self.n_components),
+            self.init_params,
+            n_features=int(getattr(self, "n_features_in_", 1)),
+        )
 
     def _start_params(
         self, model: FamilyMixture, data: ArrayData, rng: np.random.Generator

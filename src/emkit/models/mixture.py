@@ -45,6 +45,7 @@ class FamilyMixture:
     n_components: int
     init_method: str = "k-means++"
     collapse_fraction: float = 1e-10
+    n_features: int = 1  # sizes the E-step chunks
 
     def component_log_prob(self, params: MixtureParams, X: np.ndarray) -> np.ndarray:
         """``log π_k + log f(x_n | θ_k)``, shape ``(n, K)``."""
@@ -85,7 +86,7 @@ class FamilyMixture:
         return float(self.family.log_prior(params.components))
 
     def row_bytes(self, params: MixtureParams) -> int:
-        return self.family.row_bytes(self.n_components, 1) + 24 * self.n_components
+        return self.family.row_bytes(self.n_components, self.n_features) + 24 * self.n_components
 
     # --- SQUAREM coordinates ------------------------------------------------------------------
     def flatten(self, params: MixtureParams) -> np.ndarray:
