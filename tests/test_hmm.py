@@ -145,6 +145,11 @@ def test_sequence_no_state_can_emit_has_minus_infinite_loglik() -> None:
     logb = np.array([[0.0, -1.0], [-np.inf, -np.inf]])
     loglik, *_ = run_forward_backward(logb, [2], np.array([0.5, 0.5]), np.full((2, 2), 0.5))
     assert loglik[0] == -np.inf
+    # only an unreachable state could emit the second row: impossible, not NaN
+    logb = np.array([[0.0, -1.0], [-np.inf, 0.0], [0.0, 0.0]])
+    stay = np.array([[1.0, 0.0], [0.0, 1.0]])
+    loglik, gamma, *_ = run_forward_backward(logb, [3], np.array([1.0, 0.0]), stay)
+    assert loglik[0] == -np.inf and not np.isnan(gamma).any()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ each starts).  They are serial and release the GIL; the engine runs batches of s
 parallel threads.
 
 Forward-backward uses per-step scaling (Rabiner 1989): ``b̃_t = exp(log b_t − m_t)`` with
-``m_t`` the largest log density among the states reachable at ``t``; ``α̂_t ∝ (α̂_{t−1} A) ⊙ b̃_t``
-normalised by ``c_t``, so ``log P = Σ_t (log c_t + m_t)``.  Should ``c_t`` come near underflow
-(the reachable states all explain ``x_t`` far worse than an unreachable one), the step is redone
-with the exact log-space shift ``max_k (log p_k + log b_t(k))``.  A zero in the transition matrix
-gives zero expected transitions, so left-right topologies stay as they are.
+``m_t = max_k log b_t(k)``; ``α̂_t ∝ (α̂_{t−1} A) ⊙ b̃_t`` normalised by ``c_t``, so
+``log P = Σ_t (log c_t + m_t)``.  Should ``c_t`` come near underflow (the states reachable at
+``t`` all explain ``x_t`` far worse than an unreachable one), the step is redone with the exact
+log-space shift ``max_k (log p_k + log b_t(k))`` over the reachable states.  A zero in the
+transition matrix gives zero expected transitions, so left-right topologies stay as they are.
 """
 
 from __future__ import annotations
@@ -72,11 +72,11 @@ def forward_backward(
                     if ai != 0.0:
                         for k in range(K):
                             pred[k] += ai * transmat[i, k]
-            m = -np.inf
-            for k in range(K):
-                if pred[k] > 0.0 and logb[t, k] > m:
+            m = logb[t, 0]
+            for k in range(1, K):
+                if logb[t, k] > m:
                     m = logb[t, k]
-            if not m > -np.inf:  # no reachable state can emit x_t (or NaN)
+            if not m > -np.inf:  # no state can emit x_t (or NaN)
                 ll = -np.inf
                 for k in range(K):
                     gamma[t, k] = pred[k]
@@ -85,12 +85,8 @@ def forward_backward(
                 continue
             c = 0.0
             for k in range(K):
-                if pred[k] > 0.0:
-                    bt = np.exp(logb[t, k] - m)
-                    v = pred[k] * bt
-                else:
-                    bt = 0.0
-                    v = 0.0
+                bt = np.exp(logb[t, k] - m)
+                v = pred[k] * bt
                 gamma[t, k] = v
                 c += v
                 bvec[k] = bt
@@ -101,6 +97,13 @@ def forward_backward(
                         u = np.log(pred[k]) + logb[t, k]
                         if u > m2:
                             m2 = u
+                if not m2 > -np.inf:  # only unreachable states can emit x_t
+                    ll = -np.inf
+                    for k in range(K):
+                        gamma[t, k] = pred[k]
+                        logb[t, k] = 0.0
+                    scale[t] = 1.0
+                    continue
                 c = 0.0
                 for k in range(K):
                     if pred[k] > 0.0:
@@ -112,8 +115,9 @@ def forward_backward(
                     gamma[t, k] = v
                     c += v
                 m = m2
+            inv = 1.0 / c
             for k in range(K):
-                gamma[t, k] /= c
+                gamma[t, k] *= inv
                 logb[t, k] = bvec[k]
             scale[t] = c
             ll += np.log(c) + m
