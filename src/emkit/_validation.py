@@ -128,3 +128,11 @@ def check_sample_weight(sample_weight: Any, X: np.ndarray) -> np.ndarray:
     if not w.sum() > 0:
         raise InputError("sample_weight sums to zero: at least one row needs a positive weight")
     return np.asarray(w, dtype=np.float64)
+
+
+def weighted_column_mean(X: np.ndarray, w: np.ndarray, rows: int = 65536) -> np.ndarray:
+    """``Σ_n w_n x_n / Σ_n w_n`` in float64, a chunk at a time (no float64 copy of ``X``)."""
+    total = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], rows):
+        total += w[start : start + rows] @ X[start : start + rows].astype(np.float64)
+    return total / w.sum()

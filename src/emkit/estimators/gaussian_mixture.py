@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import DensityMixin
 
-from emkit._validation import InputError, check_sample_weight, check_X
+from emkit._validation import InputError, check_sample_weight, check_X, weighted_column_mean
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator
 from emkit.estimators._mixture import MixtureInference
@@ -150,7 +150,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
                 raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
 
     def _build_model(self, X: np.ndarray, w: np.ndarray) -> GaussianMixtureModel:
-        origin = (w @ X.astype(np.float64, copy=False)) / w.sum()
+        origin = weighted_column_mean(X, w)
         return GaussianMixtureModel(
             n_components=int(self.n_components),
             covariance=covariance_structure(self.covariance_type),
