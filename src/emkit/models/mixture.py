@@ -17,6 +17,41 @@ from emkit.models.gaussian_mixture import ComponentCollapseWarning
 MIXTURE_INITS = ("k-means++", "random", "random_from_data")
 
 
+def starting_responsibilities(
+    features: np.ndarray | None,
+    weights: np.ndarray,
+    K: int,
+    method: str,
+    rng: np.random.Generator,
+    n_rows: int,
+    spread: float = 0.0,
+) -> np.ndarray:
+    """Responsibilities ``(n, K)`` of a starting partition, rows summing to one.
+
+    ``"k-means++"``: k-means++ seeds on ``features``, every row to its nearest seed;
+    ``"random_from_data"``: random rows as seeds; ``"random"``: uniform random responsibilities.
+    ``spread`` moves that share of each row's weight evenly over all K (a soft partition).
+    """
+    if method == "random":
+        R = rng.uniform(size=(n_rows, K))
+        return R / R.sum(axis=1, keepdims=True)
+    if method == "k-means++":
+        from sklearn.cluster import kmeans_plusplus
+
+        seed = int(rng.integers(2**31 - 1))
+        centers, _ = kmeans_plusplus(features, K, sample_weight=weights, random_state=seed)
+    elif method == "random_from_data":
+        centers = features[rng.choice(np.flatnonzero(weights > 0), size=K, replace=False)]
+    else:
+        raise ValueError(f"init_params must be one of {MIXTURE_INITS}, got {method!r}")
+    from sklearn.metrics import pairwise_distances_argmin
+
+    labels = pairwise_distances_argmin(features, centers)
+    R = np.full((n_rows, K), spread / K)
+    R[np.arange(n_rows), labels] += 1.0 - spread
+    return R
+
+
 @dataclass(frozen=True, eq=False)
 class MixtureParams:
     """Mixing weights ``(K,)`` and the family's parameters of the K components."""
@@ -102,30 +137,11 @@ class FamilyMixture:
 
     # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> MixtureParams:
-        """One M-step on a starting partition: k-means++ seeds on the family's features (every
-        row to its nearest seed), random responsibilities, or random rows as seeds."""
-        X, w, K = data.X, data.weights, self.n_components
-        if self.init_method == "random":
-            R = rng.uniform(size=(X.shape[0], K))
-            R /= R.sum(axis=1, keepdims=True)
-            return self.from_resp(data, R)
-        features = self.family.init_features(X)
-        if self.init_method == "k-means++":
-            from sklearn.cluster import kmeans_plusplus
-
-            seed = int(rng.integers(2**31 - 1))
-            centers, _ = kmeans_plusplus(features, K, sample_weight=w, random_state=seed)
-        elif self.init_method == "random_from_data":
-            centers = features[rng.choice(np.flatnonzero(w > 0), size=K, replace=False)]
-        else:
-            raise ValueError(
-                f"init_params must be one of {MIXTURE_INITS}, got {self.init_method!r}"
-            )
-        from sklearn.metrics import pairwise_distances_argmin
-
-        labels = pairwise_distances_argmin(features, centers)
-        R = np.zeros((X.shape[0], K))
-        R[np.arange(X.shape[0]), labels] = 1.0
+        """One M-step on a starting partition (see :func:`starting_responsibilities`)."""
+        features = self.family.init_features(data.X) if self.init_method != "random" else None
+        R = starting_responsibilities(
+            features, data.weights, self.n_components, self.init_method, rng, data.n_rows
+        )
         return self.from_resp(data, R)
 
     def from_resp(self, data: ArrayData, resp: np.ndarray) -> MixtureParams:
