@@ -2,6 +2,7 @@
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emkit.estimators.missing import MissingNormal
 from emkit.estimators.mixture import MixtureModel
 from emkit.io import load, save
 from emkit.models.hmm import Learn
@@ -15,6 +16,7 @@ __all__ = [
     "GaussianHMM",
     "GaussianMixture",
     "Learn",
+    "MissingNormal",
     "MixtureModel",
     "PoissonHMM",
     "__version__",

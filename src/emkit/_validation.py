@@ -107,13 +107,23 @@ def check_X(
         ensure_all_finite=False,
         ensure_min_samples=min_samples,
     )
-    if not allow_nan:
-        if names is None:  # name the columns after the fitted ones (a plain array at predict)
-            fitted = getattr(estimator, "feature_names_in_", None)
-            names = None if fitted is None else [str(c) for c in fitted]
-        message = describe_nonfinite(arr, names)
-        if message:
-            raise InputError(message)
+    if names is None:  # name the columns after the fitted ones (a plain array at predict)
+        fitted = getattr(estimator, "feature_names_in_", None)
+        names = None if fitted is None else [str(c) for c in fitted]
+    if allow_nan:  # NaN marks a missing cell; infinity is still an error
+        if np.isinf(arr).any():
+            message = describe_nonfinite(np.where(np.isnan(arr), 0.0, arr), names)
+            raise InputError(
+                str(message).split(". Drop")[0] + ". NaN marks a missing value here, but "
+                "infinite values cannot be modelled: replace them by NaN or drop those rows."
+            )
+        return arr
+    message = describe_nonfinite(arr, names)
+    if message:
+        raise InputError(
+            message + " (emkit.EMImputer fills missing values; emkit.MissingNormal estimates "
+            "a normal distribution from incomplete rows.)"
+        )
     return arr
 
 

@@ -27,8 +27,9 @@ class ModelFileError(ValueError):
 
 def _registry() -> dict[str, type]:
     from emkit.estimators import GaussianMixture, MixtureModel
+    from emkit.estimators.missing import MissingNormal
 
-    return {cls.__name__: cls for cls in (GaussianMixture, MixtureModel)}
+    return {cls.__name__: cls for cls in (GaussianMixture, MixtureModel, MissingNormal)}
 
 
 def _json_safe(value: Any) -> Any:

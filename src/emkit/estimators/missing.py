@@ -1,0 +1,239 @@
+"""``emkit.MissingNormal``: the MLE of a multivariate normal from rows with missing cells (NaN)."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import DensityMixin
+from sklearn.utils import check_random_state
+
+from emkit._validation import InputError, check_sample_weight, check_X
+from emkit.engine import ArrayData, ProgressCallback
+from emkit.estimators._base import EMEstimator
+from emkit.models.missing import MissingNormalModel, MissingNormalParams, missingness_patterns
+
+
+class EmptyRowsWarning(UserWarning):
+    """Rows with every cell missing were left out of the fit (they carry no information)."""
+
+
+def check_incomplete(
+    X: np.ndarray, w: np.ndarray, names: Any = None, min_observed: int = 2
+) -> np.ndarray:
+    """Validate rows with NaN for a normal model; returns the mask of rows kept for fitting.
+
+    A column with fewer than ``min_observed`` observed values (with positive weight), every column
+    entirely missing, or no usable row gives an :class:`InputError`; rows with every cell missing
+    are dropped with an :class:`EmptyRowsWarning` (they do not change the MLE).
+    """
+    observed = ~np.isnan(X) & (w[:, None] > 0)
+    counts = observed.sum(axis=0)
+    label = (lambda j: f"{names[j]!r} (index {j})") if names is not None else (lambda j: f"{j}")
+    for j in np.flatnonzero(counts == 0):
+        raise InputError(
+            f"column {label(int(j))} is entirely missing: nothing can be estimated for it; "
+            "drop the column"
+        )
+    for j in np.flatnonzero(counts < min_observed):
+        raise InputError(
+            f"column {label(int(j))} has only {int(counts[j])} observed value(s); a variance "
+            f"needs at least {min_observed}: drop the column or collect more data"
+        )
+    empty = np.isnan(X).all(axis=1)
+    keep = ~empty
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        shown = ", ".join(str(int(i)) for i in rows[:5]) + (" …" if rows.size > 5 else "")
+        warnings.warn(
+            f"{rows.size} row(s) have every value missing (rows {shown}) and were left out of "
+            "the fit: they carry no information about the distribution",
+            EmptyRowsWarning,
+            stacklevel=3,
+        )
+    if np.count_nonzero(keep & (w > 0)) < 2:
+        raise InputError("fewer than 2 rows with an observed value: a covariance needs at least 2")
+    return keep
+
+
+class MissingNormal(DensityMixin, EMEstimator):
+    """``x ~ N(μ, Σ)`` fitted by EM from rows with missing cells (NaN), under MCAR/MAR.
+
+    The E-step works per missingness pattern (Little & Rubin 2002, §11.2): missing cells get their
+    conditional mean ``μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)`` and the second moment gains the
+    conditional covariance ``Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om``.  ``reg_covar=0`` (the default) gives the
+    exact MLE.  Rows with every cell missing are dropped (with an :class:`EmptyRowsWarning`); a
+    column entirely missing or with fewer than 2 observed values is an error.
+
+    Fitted: ``mean_``, ``covariance_``, ``loglik_`` (observed-data log-likelihood, summed),
+    ``mean_se_`` (standard errors of ``mean_``: ``se="information"`` from the observed
+    information of μ at the fitted Σ, ``Σ_n P_nᵀ Σ_oo,n⁻¹ P_n``; ``se="bootstrap"``: the sd of
+    ``n_bootstrap`` refits on resampled rows), ``n_patterns_`` and ``n_empty_rows_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tol: float = 1e-10,
+        reg_covar: float = 0.0,
+        max_iter: int = 1000,
+        n_init: int = 1,
+        se: str = "information",
+        n_bootstrap: int = 200,
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "squarem",
+        verbose: int = 0,
+    ):
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.se = se
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.stopping = stopping
+        self.accelerate = accelerate
+        self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # --- fitting ------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        callback: ProgressCallback | None = None,
+    ) -> MissingNormal:
+        """Fit by EM; ``sample_weight`` multiplies each row's contribution to the statistics."""
+        self._check_hyperparameters()
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        names = getattr(X, "columns", None)
+        X = check_X(self, X, reset=not warm, allow_nan=True, min_samples=2)
+        if warm and self.mean_.shape[0] != X.shape[1]:
+            raise ValueError("warm_start=True needs data with the fitted number of columns")
+        w = check_sample_weight(sample_weight, X)
+        keep = check_incomplete(X, w, None if names is None else [str(c) for c in names])
+        X64 = np.asarray(X[keep], dtype=np.float64)
+        w = w[keep]
+        n_rows = int(np.count_nonzero(w > 0))
+        if n_rows <= X.shape[1] and self.reg_covar == 0:
+            raise InputError(
+                f"{n_rows} rows with positive weight for {X.shape[1]} columns: the MLE of a "
+                f"{X.shape[1]}×{X.shape[1]} covariance needs more rows than columns (it would be "
+                "singular); use fewer columns, more rows, or reg_covar > 0"
+            )
+        model = self._build_model(X64, w)
+        self._run_engine(model, ArrayData(X64, w), callback)
+        self.n_empty_rows_ = int(np.count_nonzero(~keep))
+        self.n_patterns_ = int(missingness_patterns(np.isnan(X64))[0].shape[0])
+        self.loglik_ = float(model.e_step(self._get_fitted_params(), _batch(X64, w)).loglik)
+        self.mean_se_ = self._standard_errors(model, X64, w)
+        return self
+
+    def _check_hyperparameters(self) -> None:
+        for name, low, integral in (
+            ("tol", 0, False),
+            ("reg_covar", 0, False),
+            ("max_iter", 0, True),
+            ("n_init", 1, True),
+            ("n_bootstrap", 2, True),
+        ):
+            value = getattr(self, name)
+            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            valid = valid and value >= low and (not integral or float(value).is_integer())
+            if not valid:
+                kind = "an integer" if integral else "a number"
+                raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
+        if self.se not in ("information", "bootstrap", None):
+            raise ValueError(f"se must be 'information', 'bootstrap' or None, got {self.se!r}")
+
+    def _build_model(self, X: np.ndarray, w: np.ndarray) -> MissingNormalModel:
+        filled = np.where(np.isnan(X), 0.0, X)
+        ww = np.where(np.isnan(X), 0.0, w[:, None])
+        origin = (ww * filled).sum(axis=0) / ww.sum(axis=0)
+        return MissingNormalModel(X.shape[1], origin=origin, reg_covar=float(self.reg_covar))
+
+    def _start_params(self, model: Any, data: Any, rng: np.random.Generator) -> None:
+        return None
+
+    def _standard_errors(self, model: MissingNormalModel, X: np.ndarray, w: np.ndarray) -> Any:
+        if self.se is None:
+            return np.full(X.shape[1], np.nan)
+        if self.se == "information":
+            info = model.mean_information(self._get_fitted_params(), X, w)
+            return np.sqrt(np.diag(np.linalg.inv(info)))
+        rs = check_random_state(self.random_state)
+        rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        means = []
+        for _ in range(int(self.n_bootstrap)):
+            idx = rng.integers(0, X.shape[0], X.shape[0])
+            refit = MissingNormal(
+                tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter, se=None,
+                accelerate=self.accelerate, random_state=int(rng.integers(2**31 - 1)),
+            )
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    means.append(refit.fit(X[idx], sample_weight=w[idx]).mean_)
+            except (ValueError, FloatingPointError):
+                continue  # a resample without enough values in some column
+        return np.std(np.asarray(means), axis=0, ddof=1)
+
+    # --- fitted parameters --------------------------------------------------------------------
+    def _set_fitted(self, params: MissingNormalParams) -> None:
+        self.mean_ = params.mean
+        self.covariance_ = params.covariance
+
+    def _get_fitted_params(self) -> MissingNormalParams:
+        return MissingNormalParams(self.mean_, self.covariance_)
+
+    def _fitted_model(self) -> MissingNormalModel:
+        return MissingNormalModel(self.mean_.shape[0], origin=self.mean_)
+
+    # --- inference ----------------------------------------------------------------------------
+    def _check_predict_X(self, X: Any) -> np.ndarray:
+        self._check_fitted()
+        return np.asarray(check_X(self, X, reset=False, allow_nan=True), dtype=np.float64)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """``log N(x_o | μ_o, Σ_oo)`` of every row on its observed cells (0 for empty rows)."""
+        X = self._check_predict_X(X)
+        return self._fitted_model().row_loglik(self._get_fitted_params(), X)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Mean (weighted) observed-data log-likelihood per row."""
+        ll = self.score_samples(X)
+        if sample_weight is None:
+            return float(ll.mean())
+        return float(np.average(ll, weights=check_sample_weight(sample_weight, ll[:, None])))
+
+    def impute(self, X: Any, random_state: Any = None, sample: bool = False) -> np.ndarray:
+        """``X`` with NaN cells replaced by ``E[x_m | x_o]``, or with draws when ``sample``."""
+        X = self._check_predict_X(X)
+        rng = None
+        if sample:
+            rs = check_random_state(random_state)
+            rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        return self._fitted_model().impute(self._get_fitted_params(), X, rng)
+
+    def n_parameters(self) -> int:
+        """Free parameters: ``D`` means + ``D(D+1)/2`` covariances."""
+        self._check_fitted()
+        D = self.mean_.shape[0]
+        return int(D + D * (D + 1) // 2)
+
+
+def _batch(X: np.ndarray, w: np.ndarray) -> Any:
+    from emkit.engine import Batch
+
+    return Batch(X, w)
