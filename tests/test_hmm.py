@@ -565,3 +565,74 @@ def test_fitted_hmm_rebuilds_from_its_public_arrays_and_config(make) -> None:
     )
     np.testing.assert_array_equal(fresh.predict(Xr, [80, 40]), est.predict(Xr, [80, 40]))
     assert fresh.score(Xr, [80, 40]) == est.score(Xr, [80, 40])
+
+
+def test_hmm_settings_survive_save_and_load(tmp_path) -> None:
+    """A frozen ``Learn``, a user chain with a structural zero and starting emission parameters
+    are constructor arguments with JSON forms: a loaded model refits to the same result."""
+    X, _ = sample_hmm(12, [60] * 5, [[0.0], [3.0], [6.0]], LEFT_RIGHT,
+                      startprob=np.array([1.0, 0.0, 0.0]))
+    lengths = [60] * 5
+    init = GaussianParams(np.array([[0.5], [2.5], [5.5]]), np.ones((3, 1)))
+    est = quiet_fit(
+        GaussianHMM(3, "diag", startprob=[1.0, 0.0, 0.0], transmat=LEFT_RIGHT,
+                    emission_init=init, learn=Learn(start=False), random_state=0, max_iter=20),
+        X, lengths,
+    )
+    loaded = emkit.load(emkit.save(est, tmp_path / "lr.emk"))
+    assert loaded.learn == Learn(start=False)
+    np.testing.assert_array_equal(loaded.startprob, [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(loaded.transmat, LEFT_RIGHT)
+    assert set(loaded.emission_init) == {"means", "covariances", "precisions_cholesky"}
+    np.testing.assert_array_equal(loaded.predict_proba(X, lengths), est.predict_proba(X, lengths))
+    (lp, path), (lp0, path0) = loaded.decode(X, lengths), est.decode(X, lengths)
+    assert lp == lp0
+    np.testing.assert_array_equal(path, path0)
+    refit = quiet_fit(loaded, X, lengths)  # emission_init as the family's named arrays
+    again = quiet_fit(clone_hmm(est), X, lengths)
+    np.testing.assert_array_equal(refit.transmat_, again.transmat_)
+    np.testing.assert_array_equal(refit.means_, again.means_)
+    assert refit.transmat_[0, 2] == 0.0 and refit.startprob_[1] == 0.0
+
+
+def clone_hmm(est):
+    from sklearn.base import clone
+
+    return clone(est)
+
+
+def test_generic_and_categorical_hmms_save_and_load(tmp_path) -> None:
+    X, _ = sample_hmm(13, [70, 50], [[1.0], [7.0]], np.array([[0.9, 0.1], [0.2, 0.8]]))
+    counts = np.abs(X).round()
+    est = HMM("poisson", 2, random_state=0).fit(counts, [70, 50])
+    loaded = emkit.load(emkit.save(est, tmp_path / "p.emk"))
+    assert type(loaded) is HMM and loaded.get_params() == est.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(counts), est.predict_proba(counts))
+    if "categorical" not in FAMILIES:
+        return
+    symbols = np.where(counts > 3, "high", "low").astype(object)
+    cat = CategoricalHMM(2, random_state=0).fit(symbols, [70, 50])
+    back = emkit.load(emkit.save(cat, tmp_path / "c.emk"))
+    np.testing.assert_array_equal(back.predict(symbols), cat.predict(symbols))
+    np.testing.assert_array_equal(back.emissionprob_, cat.emissionprob_)
+    with pytest.raises(InputError, match="not seen in fit"):
+        back.predict(np.array([["medium"]], dtype=object))
+
+
+def test_invalid_learn_in_a_model_file_is_a_model_file_error(tmp_path) -> None:
+    import json
+    import zipfile
+
+    X, _ = sample_hmm(14, [80], [[0.0], [4.0]], np.array([[0.9, 0.1], [0.1, 0.9]]))
+    path = emkit.save(GaussianHMM(2, random_state=0).fit(X), tmp_path / "m.emk")
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    header = json.loads(members["model.json"])
+    assert header["params"]["learn"] == {"start": True, "transitions": True, "emissions": True}
+    header["params"]["learn"] = {"start": "yes"}
+    members["model.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+    with pytest.raises(emkit.io.ModelFileError, match="learn"):
+        emkit.load(path)

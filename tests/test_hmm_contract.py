@@ -13,7 +13,7 @@ import pytest
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from contract import CORRUPTIONS, ContractCase, EMContract, Problem
+from contract import ContractCase, EMContract, Problem
 from emkit import GaussianHMM, PoissonHMM
 from emkit.engine.data import SequenceData
 from emkit.families.covariance import CovarianceError
@@ -186,15 +186,6 @@ def hmm_case(kind: str) -> ContractCase:
 
 CASES = [hmm_case(kind) for kind in ("full", "tied", "diag", "spherical", "poisson")]
 
-_SAVE = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="emkit.io's registry does not list the HMM estimators yet (io.py is not in this "
-    "change); the estimators rebuild family and parameters from their arrays and "
-    "emission_config_, but io still needs JSON forms of `learn` (a Learn) and of array-valued "
-    "startprob / transmat",
-)
-
 
 @pytest.fixture(params=CASES, ids=lambda c: c.id, scope="module")
 def case(request: pytest.FixtureRequest) -> ContractCase:
@@ -202,18 +193,7 @@ def case(request: pytest.FixtureRequest) -> ContractCase:
 
 
 class TestHMMContract(EMContract):
-    @_SAVE
-    def test_save_load_identical_predictions(self, case, tmp_path) -> None:
-        super().test_save_load_identical_predictions(case, tmp_path)
-
-    @_SAVE
-    def test_model_file_is_zip_with_json_header_and_no_pickle(self, case, tmp_path) -> None:
-        super().test_model_file_is_zip_with_json_header_and_no_pickle(case, tmp_path)
-
-    @_SAVE
-    @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
-    def test_corrupt_model_file_gives_model_file_error(self, case, tmp_path, corruption) -> None:
-        super().test_corrupt_model_file_gives_model_file_error(case, tmp_path, corruption)
+    pass
 
 
 def test_every_case_splits_whole_sequences() -> None:

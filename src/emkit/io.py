@@ -27,9 +27,12 @@ class ModelFileError(ValueError):
 
 def _registry() -> dict[str, type]:
     from emkit.estimators import GaussianMixture, MixtureModel
+    from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
     from emkit.estimators.missing import MissingNormal
 
-    return {cls.__name__: cls for cls in (GaussianMixture, MixtureModel, MissingNormal)}
+    classes = (GaussianMixture, MixtureModel, HMM, GaussianHMM, PoissonHMM, CategoricalHMM)
+    classes += (MissingNormal,)
+    return {cls.__name__: cls for cls in classes}
 
 
 def _json_safe(value: Any) -> Any:
@@ -98,12 +101,15 @@ def save(estimator: Any, path: str | os.PathLike) -> Path:
     import emkit
 
     scalars, arrays = _split_state(estimator)
+    params = estimator.get_params(deep=False)
+    if hasattr(estimator, "_params_to_json"):  # objects with a JSON form (e.g. an HMM's Learn)
+        params = estimator._params_to_json(params)
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "emkit_version": emkit.__version__,
         "estimator": name,
-        "params": {k: _json_safe(v) for k, v in estimator.get_params(deep=False).items()},
+        "params": {k: _json_safe(v) for k, v in params.items()},
         "attributes": scalars,
         "arrays": sorted(arrays),
     }
@@ -132,6 +138,13 @@ def load(path: str | os.PathLike) -> Any:
         if cls is None:
             raise ModelFileError(f"{path}: unknown estimator {header['estimator']!r}")
         params = {k: v for k, v in header["params"].items() if k in cls().get_params()}
+        if hasattr(cls, "_params_from_json"):  # JSON forms back to objects (e.g. Learn)
+            try:
+                params = cls._params_from_json(params)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ModelFileError(
+                    f"{path}: model.json holds invalid parameters: {exc}"
+                ) from None
         estimator = cls(**params)
         for key, value in header["attributes"].items():
             if key == "feature_names_in_" and value is not None:

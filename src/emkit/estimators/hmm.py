@@ -9,6 +9,8 @@ are marginalised (the hidden chain moves on through them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,7 @@ from emkit.models.hmm import (
 )
 
 PREDICT_ROWS = 65536
+_LEARN_FIELDS = tuple(f.name for f in fields(Learn))
 ALGORITHMS = ("viterbi", "map")
 
 
@@ -41,7 +44,8 @@ class HMM(EMEstimator):
     Parameters: ``emission`` (family name or object), ``n_states``; ``startprob`` /
     ``transmat`` starting values (None: uniform; zeros in ``transmat`` stay zero, which fixes
     the topology, e.g. left-right models); ``emission_init`` starting emission parameters (the
-    family's parameter object; None: one M-step on a k-means++ partition, ``init_params``);
+    family's parameter object, or a dict of its named arrays as ``family.describe`` gives them;
+    None: one M-step on a k-means++ partition, ``init_params``);
     ``learn`` (:class:`Learn`) freezes parts of the model; ``algorithm`` the default decoder.
     The loop settings (``tol`` on the relative change of the mean log-likelihood per
     observation, ``max_iter``, ``n_init``, ``warm_start``, ``accelerate="squarem"``, …) are
@@ -178,9 +182,12 @@ class HMM(EMEstimator):
         if self.emission_init is None:
             return None
         startprob, transmat = model.initial_chain()
+        init = self.emission_init
         try:
-            shape = model.emission.log_prob(self.emission_init, data.X[:1]).shape
-        except (ValueError, IndexError, AttributeError, TypeError) as exc:
+            if isinstance(init, Mapping):  # the family's named arrays (as a model file holds)
+                init = model.emission.restore({k: np.asarray(v) for k, v in init.items()})
+            shape = model.emission.log_prob(init, data.X[:1]).shape
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
             raise ValueError(
                 f"emission_init does not fit this {model.emission!r} on {data.width} "
                 f"feature(s): {exc}"
@@ -189,7 +196,7 @@ class HMM(EMEstimator):
             raise ValueError(
                 f"emission_init describes {shape[1]} states, the model has {model.n_states}"
             )
-        return HMMParams(startprob, transmat, self.emission_init)
+        return HMMParams(startprob, transmat, init)
 
     def _set_fitted(self, params: HMMParams) -> None:
         self.startprob_ = params.startprob
@@ -224,6 +231,47 @@ class HMM(EMEstimator):
 
     def _get_fitted_params(self) -> HMMParams:
         return HMMParams(self.startprob_, self.transmat_, self.emission_params_)
+
+    # --- model files (emkit.save / emkit.load) ---------------------------------------------------
+    def _params_to_json(self, params: dict[str, Any]) -> dict[str, Any]:
+        """JSON forms of the constructor arguments that are objects or arrays: ``learn`` as a
+        dict of flags, ``startprob`` / ``transmat`` as nested lists, ``emission_init`` as the
+        family's named arrays (``describe``) as lists."""
+        out = dict(params)
+        out["learn"] = {name: bool(getattr(self.learn, name)) for name in _LEARN_FIELDS}
+        for name in ("startprob", "transmat"):
+            if out.get(name) is not None:
+                out[name] = np.asarray(out[name], dtype=np.float64).tolist()
+        init = out.get("emission_init")
+        if init is not None and not isinstance(init, Mapping):
+            out["emission_init"] = {
+                key: np.asarray(value).tolist()
+                for key, value in self.emission_.describe(init).items()
+            }
+        return out
+
+    @classmethod
+    def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`_params_to_json` (``emission_init`` stays a dict of arrays,
+        which ``fit`` restores through the family)."""
+        out = dict(params)
+        learn = out.get("learn")
+        if isinstance(learn, Mapping):
+            unknown = set(learn) - set(_LEARN_FIELDS)
+            if unknown or not all(isinstance(v, bool) for v in learn.values()):
+                raise ValueError(f"learn must map {_LEARN_FIELDS} to true/false, got {learn!r}")
+            out["learn"] = Learn(**learn)
+        elif "learn" in out:
+            out["learn"] = Learn()  # an older file: the default
+        for name in ("startprob", "transmat"):
+            if out.get(name) is not None:
+                out[name] = np.asarray(out[name], dtype=np.float64)
+        init = out.get("emission_init")
+        if isinstance(init, Mapping):
+            out["emission_init"] = {k: np.asarray(v) for k, v in init.items()}
+        elif init is not None:
+            raise ValueError(f"emission_init must be a dict of arrays, got {type(init).__name__}")
+        return out
 
     # --- inference -------------------------------------------------------------------------------
     def _read(self, family: Family, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
