@@ -2,10 +2,12 @@
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emkit.estimators.imputer import EMImputer
 from emkit.estimators.missing import MissingNormal
 from emkit.estimators.mixture import MixtureModel
 from emkit.io import load, save
 from emkit.models.hmm import Learn
+from emkit.pooling import Pooled, pool
 from emkit.select import select
 
 __version__ = "0.1.0"
@@ -13,14 +15,17 @@ __version__ = "0.1.0"
 __all__ = [
     "HMM",
     "CategoricalHMM",
+    "EMImputer",
     "GaussianHMM",
     "GaussianMixture",
     "Learn",
     "MissingNormal",
     "MixtureModel",
     "PoissonHMM",
+    "Pooled",
     "__version__",
     "load",
+    "pool",
     "save",
     "select",
 ]

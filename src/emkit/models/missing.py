@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -259,3 +260,239 @@ def _normal_noise(rng: np.random.Generator, cov: np.ndarray, n: int) -> np.ndarr
     vals, vecs = np.linalg.eigh(cov)
     root = vecs * np.sqrt(np.clip(vals, 0.0, None))
     return rng.standard_normal((n, cov.shape[0])) @ root.T
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaussian mixtures with missing cells: every component's conditional normal, per pattern
+# --------------------------------------------------------------------------------------------------
+
+
+def full_covariances(structure: Any, pc: np.ndarray, K: int, D: int) -> np.ndarray:
+    """Every component's covariance as a ``(K, D, D)`` stack, whatever the structure."""
+    cov = np.asarray(structure.covariances_from_cholesky(pc), dtype=np.float64)
+    if cov.ndim == 3:
+        return cov
+    if structure.name == "tied":
+        return np.broadcast_to(cov, (K, D, D)).copy()
+    if cov.ndim == 1:  # spherical
+        return cov[:, None, None] * np.eye(D)
+    return np.stack([np.diag(c) for c in cov])  # diag
+
+
+@dataclass(frozen=True)
+class MixturePattern:
+    """One pattern of a batch under a mixture: ``logp`` (n, K) of ``log π_k N(x_o | μ_k, Σ_k)``,
+    ``xhat`` (K, n, D) with missing cells at ``E_k[x_m | x_o]``, and ``cond`` (K, m, m)."""
+
+    rows: np.ndarray
+    obs: np.ndarray
+    miss: np.ndarray
+    logp: np.ndarray
+    xhat: np.ndarray
+    cond: np.ndarray
+
+
+def mixture_patterns(
+    log_weights: np.ndarray, means: np.ndarray, covs: np.ndarray, X: np.ndarray
+) -> Iterator[MixturePattern]:
+    """Per pattern of NaN in ``X``: joint log-densities of the observed cells and conditionals.
+
+    Rows with every cell missing get ``logp = log π_k`` and ``xhat = μ_k``.
+    """
+    K, D = means.shape
+    mask = np.isnan(X)
+    unique, inverse = missingness_patterns(mask)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(unique.shape[0] + 1))
+    for p, pattern in enumerate(unique):
+        obs, miss = np.flatnonzero(~pattern), np.flatnonzero(pattern)
+        rows = order[bounds[p] : bounds[p + 1]]
+        n = rows.size
+        logp = np.empty((n, K))
+        xhat = np.empty((K, n, D))
+        cond = np.empty((K, miss.size, miss.size))
+        Xo = X[np.ix_(rows, obs)]
+        for k in range(K):
+            cov = covs[k]
+            if obs.size == 0:
+                logp[:, k] = log_weights[k]
+                xhat[k] = means[k]
+                cond[k] = cov
+                continue
+            chol = _cholesky(cov[np.ix_(obs, obs)])
+            inv = np.linalg.inv(chol)
+            Z = Xo - means[k, obs]
+            Y = Z @ inv.T
+            log_det = 2.0 * np.log(np.diag(chol)).sum()
+            logp[:, k] = log_weights[k] - 0.5 * (
+                obs.size * LOG_2PI + log_det + np.einsum("ij,ij->i", Y, Y)
+            )
+            xhat[k][:, obs] = Xo
+            if miss.size:
+                B = inv.T @ (inv @ cov[np.ix_(obs, miss)])
+                xhat[k][:, miss] = means[k, miss] + Z @ B
+                c = cov[np.ix_(miss, miss)] - cov[np.ix_(miss, obs)] @ B
+                cond[k] = 0.5 * (c + c.T)
+        yield MixturePattern(rows, obs, miss, logp, xhat, cond)
+
+
+def _log_normalise(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    top = logp.max(axis=1, keepdims=True)
+    norm = np.log(np.exp(logp - top).sum(axis=1, keepdims=True)) + top
+    return logp - norm, norm[:, 0]
+
+
+def mixture_missing_stats(
+    structure: Any,
+    log_weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    X: np.ndarray,
+    w: np.ndarray,
+    origin: np.ndarray,
+) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
+    """E-step of a mixture on rows with NaN: ``(loglik, weight, n_k, s_k, second)`` about
+    ``origin``; ``s_k = Σ w r x̂_k``, second moments ``Σ w r (x̂_k x̂_kᵀ + C_k)`` in the
+    structure's shape (full ``(K,D,D)``, tied ``(D,D)``, diag/spherical ``(K,D)`` diagonals).
+    Rows with every cell missing contribute nothing."""
+    K, D = means.shape
+    X = np.asarray(X, dtype=np.float64)
+    nk, sx = np.zeros(K), np.zeros((K, D))
+    second = np.zeros(structure.second_moment_shape(K, D))
+    loglik = weight = 0.0
+    for pat in mixture_patterns(log_weights, means, covs, X):
+        if pat.obs.size == 0:
+            continue
+        wp = w[pat.rows]
+        log_resp, row_ll = _log_normalise(pat.logp)
+        R = np.exp(log_resp) * wp[:, None]
+        loglik += float(wp @ row_ll)
+        weight += float(wp.sum())
+        rk = R.sum(axis=0)
+        nk += rk
+        xc = pat.xhat - origin  # (K, n, D)
+        sx += np.einsum("nk,knd->kd", R, xc)
+        m = pat.miss
+        for k in range(K):
+            if structure.name in ("full", "tied"):
+                block = (xc[k] * R[:, k : k + 1]).T @ xc[k]
+                if m.size:
+                    block[np.ix_(m, m)] += rk[k] * pat.cond[k]
+                if structure.name == "full":
+                    second[k] += block
+                else:
+                    second += block
+            else:
+                second[k] += R[:, k] @ np.square(xc[k])
+                if m.size:
+                    second[k, m] += rk[k] * np.diag(pat.cond[k])
+    return loglik, weight, nk, sx, second
+
+
+def mixture_log_prob(
+    log_weights: np.ndarray, means: np.ndarray, covs: np.ndarray, X: np.ndarray
+) -> np.ndarray:
+    """``log π_k + log N(x_o | μ_k,o, Σ_k,oo)`` of every row on its observed cells, (n, K)."""
+    X = np.asarray(X, dtype=np.float64)
+    out = np.empty((X.shape[0], means.shape[0]))
+    for pat in mixture_patterns(log_weights, means, covs, X):
+        out[pat.rows] = pat.logp
+    return out
+
+
+def mixture_impute(
+    log_weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    X: np.ndarray,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """NaN cells replaced by ``Σ_k p(k | x_o) E_k[x_m | x_o]``; with ``rng``: a component drawn
+    from ``p(k | x_o)`` and then ``x_m`` from its conditional normal."""
+    X = np.array(X, dtype=np.float64)
+    for pat in mixture_patterns(log_weights, means, covs, X):
+        if not pat.miss.size:
+            continue
+        log_resp, _ = _log_normalise(pat.logp)
+        resp = np.exp(log_resp)
+        if rng is None:
+            fill = np.einsum("nk,knm->nm", resp, pat.xhat[:, :, pat.miss])
+        else:
+            cum = np.cumsum(resp, axis=1)
+            u = rng.random(pat.rows.size)[:, None]
+            labels = np.minimum((cum < u).sum(axis=1), resp.shape[1] - 1)
+            fill = pat.xhat[labels, np.arange(pat.rows.size)][:, pat.miss]
+            for k in np.unique(labels):
+                sel = labels == k
+                fill[sel] += _normal_noise(rng, pat.cond[k], int(sel.sum()))
+        X[np.ix_(pat.rows, pat.miss)] = fill
+    return X
+
+
+def _gaussian_mixture_with_missing() -> type:
+    from emkit.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureStats
+
+    @dataclass(frozen=True, eq=False)
+    class MissingGaussianMixtureModel(GaussianMixtureModel):
+        """A Gaussian mixture whose batches may hold NaN: complete batches take the fast path;
+        a batch with NaN marginalises the missing cells per pattern and component (E-step) and
+        sums conditional expectations ``x̂_k`` and covariances ``C_k`` (M-step unchanged)."""
+
+        def _pieces(self, params: Any) -> tuple[np.ndarray, np.ndarray]:
+            K, D = params.means.shape
+            covs = full_covariances(self.covariance, params.precisions_cholesky, K, D)
+            return np.log(params.weights), covs
+
+        def e_step(self, params: Any, batch: Batch) -> Any:
+            if not np.isnan(batch.X).any():
+                return super().e_step(params, batch)
+            log_w, covs = self._pieces(params)
+            try:
+                ll, weight, nk, sx, second = mixture_missing_stats(
+                    self.covariance, log_w, params.means, covs, batch.X, batch.weights,
+                    self._origin(params.n_features),
+                )
+            except CovarianceError:
+                K, D = params.means.shape
+                shape = self.covariance.second_moment_shape(K, D)
+                return GaussianMixtureStats(
+                    -np.inf, float(batch.weights.sum()), np.zeros(K), np.zeros((K, D)),
+                    np.zeros(shape),
+                )
+            return GaussianMixtureStats(ll, weight, nk, sx, second)
+
+        def component_log_prob(self, params: Any, X: np.ndarray) -> np.ndarray:
+            if not np.isnan(X).any():
+                return super().component_log_prob(params, X)
+            log_w, covs = self._pieces(params)
+            return mixture_log_prob(log_w, params.means, covs, X).astype(X.dtype)
+
+        def init(self, data: ArrayData, rng: np.random.Generator) -> Any:
+            """The complete-data start on the rows with every cell observed (or, if too few,
+            on column-mean-filled rows)."""
+            X = np.asarray(data.X)
+            mask = np.isnan(X)
+            complete = ~mask.any(axis=1) & (data.weights > 0)
+            if np.count_nonzero(complete) >= max(2 * self.n_components, X.shape[1] + 1):
+                return super().init(ArrayData(X[complete], data.weights[complete]), rng)
+            means = np.nanmean(np.where(mask.all(axis=0), 0.0, X), axis=0)
+            filled = np.where(mask, means, X)
+            return super().init(ArrayData(filled, data.weights), rng)
+
+        def impute(self, params: Any, X: np.ndarray, rng: np.random.Generator | None = None):
+            """NaN cells at their conditional expectation under the mixture (or drawn)."""
+            log_w, covs = self._pieces(params)
+            return mixture_impute(log_w, params.means, covs, X, rng)
+
+    return MissingGaussianMixtureModel
+
+
+def missing_gaussian_mixture_model(**kwargs: Any) -> Any:
+    """A :class:`GaussianMixtureModel` that accepts NaN cells (see ``mixture_missing_stats``)."""
+    global _MGMM
+    if _MGMM is None:
+        _MGMM = _gaussian_mixture_with_missing()
+    return _MGMM(**kwargs)
+
+
+_MGMM: Any = None

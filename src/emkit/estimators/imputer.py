@@ -1,0 +1,177 @@
+"""``emkit.EMImputer``: fill NaN cells from a normal or Gaussian-mixture model fitted by EM."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from emkit._validation import check_X
+from emkit.engine import ArrayData, EMConfig, fit
+from emkit.estimators.missing import MissingNormal, check_incomplete
+from emkit.families.covariance import covariance_structure
+from emkit.models.missing import missing_gaussian_mixture_model
+
+MODELS = ("normal", "gmm")
+
+
+class EMImputer(TransformerMixin, BaseEstimator):
+    """Fill NaN cells with ``E[x_m | x_o]`` under a model fitted by EM to the incomplete rows.
+
+    ``model="normal"``: ``x ~ N(μ, Σ)`` (:class:`emkit.MissingNormal`), the fill is the
+    regression ``μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)``.  ``model="gmm"``: a ``n_components`` Gaussian
+    mixture fitted with missing cells marginalised per pattern; the fill is
+    ``Σ_k p(k | x_o) E_k[x_m | x_o]``.  ``sample_posterior=True`` draws ``x_m | x_o`` instead
+    (for a mixture, a component from ``p(k | x_o)`` first).  :meth:`multiple_imputations`
+    gives ``n_imputations`` completed data sets that also reflect parameter uncertainty
+    (bootstrap EM, as in Amelia II: refit on a bootstrap resample of the rows, then draw);
+    pool analyses of them with :func:`emkit.pool` (Rubin's rules).  Rows with every cell
+    missing are left out of the fit and filled from the marginal (mean, or a draw).
+    """
+
+    def __init__(
+        self,
+        model: str = "normal",
+        *,
+        n_components: int = 2,
+        covariance_type: str = "full",
+        sample_posterior: bool = False,
+        n_imputations: int = 5,
+        reg_covar: float = 1e-6,
+        max_iter: int = 500,
+        tol: float = 1e-8,
+        n_init: int = 1,
+        random_state: Any = None,
+    ):
+        self.model = model
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.sample_posterior = sample_posterior
+        self.n_imputations = n_imputations
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # --- fitting ------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        for name, low in (("n_components", 1), ("n_imputations", 2), ("max_iter", 1)):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Integral) and value >= low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        covariance_structure(self.covariance_type)
+
+    def fit(self, X: Any, y: Any = None) -> EMImputer:
+        """Fit the model (``model``) to the incomplete rows of ``X`` by EM."""
+        self._check_params()
+        names = getattr(X, "columns", None)
+        X = check_X(self, X, reset=True, allow_nan=True, min_samples=2)
+        rs = check_random_state(self.random_state)
+        self._fit_params(np.asarray(X, dtype=np.float64), names, rs.randint(np.iinfo(np.int32).max))
+        return self
+
+    def _fit_params(self, X: np.ndarray, names: Any, seed: int) -> None:
+        w = np.ones(X.shape[0])
+        names = None if names is None else [str(c) for c in names]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if self.model == "normal":
+                est = MissingNormal(
+                    reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
+                    n_init=self.n_init, se=None, random_state=seed,
+                ).fit(X)
+                self.mean_, self.covariance_ = est.mean_, est.covariance_
+                self.weights_ = np.ones(1)
+                self.means_, self.covariances_ = est.mean_[None], est.covariance_[None]
+                self.loglik_ = est.loglik_
+                self.n_iter_ = est.n_iter_
+                return
+            keep = check_incomplete(X, w, names)
+            Xk = X[keep]
+            model = self._mixture_model(np.nanmean(Xk, axis=0))
+            config = EMConfig(max_iter=self.max_iter, tol=self.tol)
+            result = fit(
+                model, ArrayData.of(Xk), config, rng=np.random.default_rng(seed),
+                n_init=self.n_init,
+            )
+            p = result.params
+            K, D = p.means.shape
+            from emkit.models.missing import full_covariances
+
+            self.weights_, self.means_ = p.weights, p.means
+            self.covariances_ = full_covariances(model.covariance, p.precisions_cholesky, K, D)
+            self.precisions_cholesky_ = p.precisions_cholesky
+            self.mean_ = p.weights @ p.means
+            self.loglik_ = result.loglik
+            self.n_iter_ = result.n_iter
+
+    def _mixture_model(self, origin: np.ndarray) -> Any:
+        return missing_gaussian_mixture_model(
+            n_components=int(self.n_components),
+            covariance=covariance_structure(self.covariance_type),
+            reg_covar=float(self.reg_covar),
+            origin=origin,
+        )
+
+    # --- imputing -----------------------------------------------------------------------------
+    def _fill(self, X: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        if self.model == "normal":
+            from emkit.models.missing import MissingNormalModel, MissingNormalParams
+
+            model = MissingNormalModel(X.shape[1])
+            return model.impute(MissingNormalParams(self.mean_, self.covariance_), X, rng)
+        from emkit.models.missing import mixture_impute
+
+        return mixture_impute(np.log(self.weights_), self.means_, self.covariances_, X, rng)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``X`` with every NaN cell filled (conditional mean, or a draw if sample_posterior)."""
+        check_is_fitted(self, "means_")
+        X = np.asarray(check_X(self, X, reset=False, allow_nan=True), dtype=np.float64)
+        rng = None
+        if self.sample_posterior:
+            rs = check_random_state(self.random_state)
+            rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        return self._fill(X, rng)
+
+    def multiple_imputations(self, X: Any, n_imputations: int | None = None) -> list[np.ndarray]:
+        """``m`` completed copies of ``X``: each from parameters refitted by EM on a bootstrap
+        resample of ``X``'s rows, with missing cells drawn from ``x_m | x_o`` (Amelia II)."""
+        m = int(self.n_imputations if n_imputations is None else n_imputations)
+        if m < 1:
+            raise ValueError(f"n_imputations must be >= 1, got {m}")
+        if not hasattr(self, "means_"):
+            self.fit(X)
+        X = np.asarray(check_X(self, X, reset=False, allow_nan=True), dtype=np.float64)
+        rs = check_random_state(self.random_state)
+        rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        n = X.shape[0]
+        completed = []
+        for _ in range(m):
+            boot = EMImputer(**self.get_params())
+            for attempt in range(20):
+                idx = rng.integers(0, n, n)
+                try:
+                    boot._fit_params(X[idx], None, int(rng.integers(2**31 - 1)))
+                    break
+                except ValueError:  # a resample without enough values in some column
+                    if attempt == 19:
+                        raise
+            completed.append(boot._fill(X, rng))
+        return completed
+
+
