@@ -876,6 +876,63 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool) -> None:
     _stderr().print(f"{labels.size} rows labelled, written to {output}")
 
 
+# --- emkit impute ---------------------------------------------------------------------------------
+def _pattern_table(X: np.ndarray, names: Sequence[str]) -> Table:
+    """Counts of rows per missingness pattern (✓ observed, · missing), most frequent first."""
+    from emkit.models.missing import missingness_patterns
+
+    unique, inverse = missingness_patterns(np.isnan(X))
+    counts = np.bincount(inverse, minlength=unique.shape[0])
+    table = Table(title="missingness patterns")
+    for name in names:
+        table.add_column(str(name), justify="center")
+    table.add_column("rows", justify="right")
+    for p in np.argsort(-counts, kind="stable"):
+        table.add_row(*["·" if m else "✓" for m in unique[p]], str(int(counts[p])))
+    return table
+
+
+def _table_csv(X: np.ndarray, names: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows([[repr(float(v)) for v in row] for row in X])
+    return buffer.getvalue()
+
+
+@main.command("impute")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Completed CSV (with --multiple m: OUTPUT_1.csv … OUTPUT_m.csv).")
+@click.option("--model", type=click.Choice(["normal", "gmm"]), default="normal", show_default=True)
+@click.option("-k", "--components", type=int, default=2, show_default=True,
+              help="Components of the Gaussian mixture (--model gmm).")
+@click.option("--multiple", type=int, default=None,
+              help="Write this many multiple imputations (bootstrap EM + posterior draws).")
+@click.option("--columns", default=None, help="Comma-separated columns to use (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def impute(data: Path, output: Path, model: str, components: int, multiple: int | None,
+           columns: str | None, seed: int) -> None:
+    """Fill the missing cells of DATA by EM (conditional expectations, or multiple draws)."""
+    from emkit.estimators.imputer import EMImputer
+
+    X, names = read_table(data, _split_columns(columns))
+    X = np.asarray(X, dtype=np.float64)
+    _stdout().print(_pattern_table(X, names))
+    imputer = EMImputer(model, n_components=components, random_state=seed)
+    with _reported_warnings():
+        imputer.fit(X)
+        if multiple is None:
+            atomic_write_bytes(output, _table_csv(imputer.transform(X), names).encode("utf-8"))
+            _stderr().print(f"{int(np.isnan(X).sum())} cells filled, written to {output}")
+            return
+        sets = imputer.multiple_imputations(X, n_imputations=multiple)
+    for i, filled in enumerate(sets, start=1):
+        path = output.with_name(f"{output.stem}_{i}{output.suffix or '.csv'}")
+        atomic_write_bytes(path, _table_csv(filled, names).encode("utf-8"))
+    _stderr().print(f"{len(sets)} completed data sets written next to {output}")
+
+
 # --- emkit info -----------------------------------------------------------------------------------
 @main.command("info")
 @click.argument("model", type=click.Path(path_type=Path))
@@ -961,6 +1018,45 @@ def demo_faithful(out_dir: Path) -> None:
     path = _save_plot(estimator, ds.data, ds.feature_names, out_dir / "faithful.png",
                       with_history=True)
     out.print(f"figure saved to {path}")
+
+
+# --- emkit regimes --------------------------------------------------------------------------------
+@main.command("regimes")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--column", default=None,
+              help="The returns column (default: the file's only column).")
+@click.option("--states", type=int, default=2, show_default=True,
+              help="Number of regimes (HMM states and mixture components), 1-10.")
+@click.option("--emission", type=click.Choice(["gaussian", "student_t"]), default="gaussian",
+              show_default=True, help="Distribution of returns within a regime.")
+@click.option("--level", "levels", type=float, multiple=True,
+              help="VaR/ES confidence level, e.g. 0.99 (repeatable; default 0.95 and 0.99).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the returns coloured by decoded regime here (PNG).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the starts.")
+def regimes(data: Path, column: str | None, states: int, emission: str,
+            levels: tuple[float, ...], plot: Path | None, seed: int) -> None:
+    """Volatility regimes of the daily returns in DATA (CSV/Parquet, time order): an HMM and a
+    Gaussian mixture; regime means, volatilities and durations; one-day VaR and ES of the model
+    against the single Gaussian and the empirical quantile."""
+    from emkit.apps.finance import DEFAULT_LEVELS, fit_regimes, plot_regimes
+
+    X, names = read_table(data, [column] if column is not None else None)
+    if X.shape[1] != 1:
+        raise InputError(f"{data} has {X.shape[1]} columns ({_list(names)}); choose the returns "
+                         "with --column")
+    bad = np.flatnonzero(~np.isfinite(X[:, 0]))
+    if bad.size:
+        raise InputError(f"{data}: column {names[0]!r} has no finite return at data row "
+                         f"{bad[0] + 1} ({bad.size} such row(s)); drop or fill them")
+    if not 1 <= states <= 10:
+        raise InputError(f"--states must be from 1 to 10, got {states}")
+    report = fit_regimes(X[:, 0], states, emission=emission, levels=levels or DEFAULT_LEVELS,
+                         random_state=seed)
+    click.echo(report.to_text())
+    if plot is not None:
+        plot_regimes(report, X[:, 0], plot)
+        _stdout().print(f"figure saved to {plot}")
 
 
 if __name__ == "__main__":  # pragma: no cover
