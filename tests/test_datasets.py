@@ -56,11 +56,12 @@ def test_data_folder_documents_its_files():
     readme = DATA.joinpath("README.md").read_text("utf-8")
     assert "faithful.csv" in readme and "Azzalini" in readme
     csvs = sorted(p.name for p in DATA.iterdir() if p.name.endswith(".csv"))
-    assert csvs == ["faithful.csv", "galaxies.csv", "hasselblad.csv", "iris.csv", "survey.csv"]
+    assert csvs == ["faithful.csv", "galaxies.csv", "hasselblad.csv", "iris.csv", "sp500.csv",
+                    "survey.csv"]
     for name in csvs:
         assert f"`{name}`" in readme
     for source in ("MASS::galaxies", "Roeder", "datasets::iris", "Fisher", "MASS::survey",
-                   "Hasselblad", "1969"):
+                   "Hasselblad", "1969", "MASS::SP500"):
         assert source in readme
 
 

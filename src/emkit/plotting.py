@@ -28,6 +28,7 @@ __all__ = [
     "plot_history",
     "plot_mixture",
     "plot_selection",
+    "plot_series_by_state",
     "save_figure",
 ]
 
@@ -336,4 +337,32 @@ def plot_selection(result: Any, criterion: str | None = None, ax: Axes | None = 
     ax.set_title(f"model selection by {key.upper()} on {result.n_samples:g} rows")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize="small")
+    return ax
+
+
+def plot_series_by_state(
+    values: Any,
+    states: Any,
+    ax: Axes | None = None,
+    labels: Sequence[str] | None = None,
+    x: Any = None,
+) -> Axes:
+    """A series (e.g. daily returns) as vertical bars from zero, coloured by each point's
+    decoded state (an HMM's Viterbi path)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    states = np.asarray(states).ravel()
+    if values.shape != states.shape:
+        raise ValueError(f"{values.size} values but {states.size} states")
+    x = np.arange(values.size) if x is None else np.asarray(x)
+    if ax is None:
+        _, ax = new_figure(figsize=(9.0, 4.0))
+    K = int(states.max()) + 1 if states.size else 0
+    colors = _colors(K)
+    for k in range(K):
+        on = states == k
+        label = labels[k] if labels is not None else f"state {k}"
+        ax.vlines(x[on], 0.0, values[on], color=colors[k], linewidth=0.6, label=label)
+    ax.axhline(0.0, color="black", linewidth=0.5)
+    if K:
+        ax.legend(loc="lower left", fontsize="small")
     return ax

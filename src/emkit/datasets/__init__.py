@@ -15,6 +15,7 @@ __all__ = [
     "load_galaxies",
     "load_hasselblad",
     "load_iris",
+    "load_sp500",
     "load_survey",
 ]
 
@@ -186,3 +187,27 @@ def load_hasselblad() -> Dataset:
     data, names = _read_csv("hasselblad.csv")
     return Dataset(data=data[:, :1].copy(), feature_names=names[:1],
                    description=_HASSELBLAD_DESCRIPTION, sample_weight=data[:, 1].copy())
+
+
+_SP500_DESCRIPTION = """\
+S&P 500 daily returns, 1990-1999: 2,780 trading days.
+
+Columns:
+  return  daily return of the Standard and Poor's 500 index (percent)
+
+Source: R's MASS::SP500 (W. N. Venables and B. D. Ripley (2002), Modern Applied Statistics with
+S, 4th ed., Springer): the returns of the S&P 500 for all trading days of 1990, 1991, ..., 1999,
+in time order.  Calm and turbulent stretches (1990-91, 1997-98) alternate: the classic
+volatility-regime example."""
+
+
+def load_sp500() -> Dataset:
+    """S&P 500 daily returns 1990-1999 in percent (MASS ``SP500``): 2,780 rows, one column
+    ``return``, in time order.
+
+    >>> ds = load_sp500()
+    >>> ds.data.shape, ds.feature_names
+    ((2780, 1), ['return'])
+    """
+    data, names = _read_csv("sp500.csv")
+    return Dataset(data=data, feature_names=names, description=_SP500_DESCRIPTION)

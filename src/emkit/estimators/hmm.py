@@ -323,6 +323,25 @@ class HMM(EMEstimator):
         parts = [m.posteriors(p, b.X, b.offsets)[1] for m, p, b in self._batches(X, lengths)]
         return np.concatenate(parts)
 
+    def filter_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
+        """Filtered state probabilities ``P(z_t = k | x_1, …, x_t)`` (the forward pass only:
+        what was knowable at time t), shape ``(n, K)``.  At the last row of a sequence they
+        equal :meth:`predict_proba`'s.  Missing rows carry the prediction forward."""
+        out = []
+        for model, params, batch in self._batches(X, lengths):
+            logb, _ = model.log_emission(params, batch.X)
+            b = np.exp(logb - logb.max(axis=1, keepdims=True))
+            alpha = np.empty_like(b)
+            for a, e in zip(batch.offsets[:-1], batch.offsets[1:], strict=True):
+                prior = params.startprob
+                for t in range(int(a), int(e)):
+                    p = prior * b[t]
+                    total = p.sum()
+                    alpha[t] = p / total if total > 0 else prior
+                    prior = alpha[t] @ params.transmat
+            out.append(alpha)
+        return np.concatenate(out)
+
     def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
         """The most probable state path of every sequence (Viterbi), concatenated."""
         return self.decode(X, lengths, algorithm="viterbi")[1]
