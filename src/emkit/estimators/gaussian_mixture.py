@@ -12,12 +12,14 @@ from emkit._validation import InputError, check_sample_weight, check_X, weighted
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator
 from emkit.estimators._mixture import MixtureInference
+from emkit.estimators.missing import check_incomplete
 from emkit.families.covariance import CovarianceStructure, covariance_structure
 from emkit.models.gaussian_mixture import (
     INIT_METHODS,
     GaussianMixtureModel,
     GaussianMixtureParams,
 )
+from emkit.models.missing import missing_gaussian_mixture_model
 
 
 def _check_precisions(prec: np.ndarray, structure: str) -> None:
@@ -88,6 +90,11 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         self.accelerate = accelerate
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing cells are marginalised
+        return tags
+
     # --- fitting ------------------------------------------------------------------------------
     def fit(
         self,
@@ -102,7 +109,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         if warm:
             self._check_warm_start()
-        X = check_X(self, X, reset=not warm)
+        X = check_X(self, X, reset=not warm, allow_nan=True)
         if X.shape[0] < self.n_components:
             raise InputError(
                 f"Found {X.shape[0]} sample(s), but n_components={self.n_components} needs a "
@@ -114,6 +121,9 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
                 f"only {np.count_nonzero(w)} rows have positive sample_weight; "
                 f"n_components={self.n_components} needs at least {self.n_components}"
             )
+        if np.isnan(X).any():  # missing cells: marginalised per pattern (MissingNormal's rules)
+            keep = check_incomplete(X, w, getattr(self, "feature_names_in_", None))
+            X, w = X[keep], w[keep]
         model = self._build_model(X, w)
         self._run_engine(model, ArrayData(X, w), callback)
         return self
@@ -150,13 +160,24 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
                 raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
 
     def _build_model(self, X: np.ndarray, w: np.ndarray) -> GaussianMixtureModel:
-        origin = weighted_column_mean(X, w)
-        return GaussianMixtureModel(
+        """The engine model; data with NaN get the subclass that marginalises missing cells
+        (complete chunks still take the fast path)."""
+        incomplete = bool(np.isnan(X).any())
+        origin = weighted_column_mean(np.nan_to_num(X) if incomplete else X, w)
+        if incomplete:
+            observed = (~np.isnan(X) * w[:, None]).sum(axis=0)
+            origin = origin * w.sum() / np.maximum(observed, 1e-300)
+        settings = dict(
             n_components=int(self.n_components),
             covariance=covariance_structure(self.covariance_type),
             reg_covar=float(self.reg_covar),
             origin=origin,
             init_method=self.init_params,
+        )
+        return (
+            missing_gaussian_mixture_model(**settings)
+            if incomplete
+            else (GaussianMixtureModel(**settings))
         )
 
     def _start_params(
@@ -208,7 +229,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         return GaussianMixtureParams(self.weights_, self.means_, self.precisions_cholesky_)
 
     def _fitted_model(self) -> GaussianMixtureModel:
-        return GaussianMixtureModel(
+        return missing_gaussian_mixture_model(
             n_components=self.weights_.shape[0],
             covariance=covariance_structure(self.covariance_type),
             reg_covar=float(self.reg_covar),
@@ -217,7 +238,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
 
     # --- inference (shared: MixtureInference) -------------------------------------------------
     def _check_predict_X(self, X: Any) -> np.ndarray:
-        return check_X(self, X, reset=False)
+        return check_X(self, X, reset=False, allow_nan=True)
 
     def _sample_component(self, rng: np.random.Generator, k: int, n: int) -> np.ndarray:
         structure = covariance_structure(self.covariance_type)

@@ -23,6 +23,7 @@ import numpy as np
 from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import Stats
 from emkit.families.covariance import CovarianceError, _upper_to_vector, _vector_to_upper
+from emkit.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureStats
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -429,70 +430,75 @@ def mixture_impute(
     return X
 
 
-def _gaussian_mixture_with_missing() -> type:
-    from emkit.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureStats
+@dataclass(frozen=True, eq=False)
+class MissingGaussianMixtureModel(GaussianMixtureModel):
+    """A Gaussian mixture whose batches may hold NaN: complete batches take the fast path;
+    a batch with NaN marginalises the missing cells per pattern and component (E-step) and
+    sums conditional expectations ``x̂_k`` and covariances ``C_k`` (M-step unchanged)."""
 
-    @dataclass(frozen=True, eq=False)
-    class MissingGaussianMixtureModel(GaussianMixtureModel):
-        """A Gaussian mixture whose batches may hold NaN: complete batches take the fast path;
-        a batch with NaN marginalises the missing cells per pattern and component (E-step) and
-        sums conditional expectations ``x̂_k`` and covariances ``C_k`` (M-step unchanged)."""
+    def _pieces(self, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        K, D = params.means.shape
+        covs = full_covariances(self.covariance, params.precisions_cholesky, K, D)
+        return np.log(params.weights), covs
 
-        def _pieces(self, params: Any) -> tuple[np.ndarray, np.ndarray]:
+    def e_step(self, params: Any, batch: Batch) -> Any:
+        if not np.isnan(batch.X).any():
+            return super().e_step(params, batch)
+        log_w, covs = self._pieces(params)
+        try:
+            ll, weight, nk, sx, second = mixture_missing_stats(
+                self.covariance,
+                log_w,
+                params.means,
+                covs,
+                batch.X,
+                batch.weights,
+                self._origin(params.n_features),
+            )
+        except CovarianceError:
             K, D = params.means.shape
-            covs = full_covariances(self.covariance, params.precisions_cholesky, K, D)
-            return np.log(params.weights), covs
+            shape = self.covariance.second_moment_shape(K, D)
+            return GaussianMixtureStats(
+                -np.inf,
+                float(batch.weights.sum()),
+                np.zeros(K),
+                np.zeros((K, D)),
+                np.zeros(shape),
+            )
+        return GaussianMixtureStats(ll, weight, nk, sx, second)
 
-        def e_step(self, params: Any, batch: Batch) -> Any:
-            if not np.isnan(batch.X).any():
-                return super().e_step(params, batch)
-            log_w, covs = self._pieces(params)
-            try:
-                ll, weight, nk, sx, second = mixture_missing_stats(
-                    self.covariance, log_w, params.means, covs, batch.X, batch.weights,
-                    self._origin(params.n_features),
-                )
-            except CovarianceError:
-                K, D = params.means.shape
-                shape = self.covariance.second_moment_shape(K, D)
-                return GaussianMixtureStats(
-                    -np.inf, float(batch.weights.sum()), np.zeros(K), np.zeros((K, D)),
-                    np.zeros(shape),
-                )
-            return GaussianMixtureStats(ll, weight, nk, sx, second)
+    def component_log_prob(self, params: Any, X: np.ndarray) -> np.ndarray:
+        if not np.isnan(X).any():
+            return super().component_log_prob(params, X)
+        log_w, covs = self._pieces(params)
+        return mixture_log_prob(log_w, params.means, covs, X).astype(X.dtype)
 
-        def component_log_prob(self, params: Any, X: np.ndarray) -> np.ndarray:
-            if not np.isnan(X).any():
-                return super().component_log_prob(params, X)
-            log_w, covs = self._pieces(params)
-            return mixture_log_prob(log_w, params.means, covs, X).astype(X.dtype)
+    def init(self, data: ArrayData, rng: np.random.Generator) -> Any:
+        """The complete-data start on the rows with every cell observed (or, if too few,
+        on column-mean-filled rows)."""
+        X = np.asarray(data.X)
+        mask = np.isnan(X)
+        complete = ~mask.any(axis=1) & (data.weights > 0)
+        if np.count_nonzero(complete) >= max(2 * self.n_components, X.shape[1] + 1):
+            return super().init(ArrayData(X[complete], data.weights[complete]), rng)
+        means = np.nanmean(np.where(mask.all(axis=0), 0.0, X), axis=0)
+        filled = np.where(mask, means, X)
+        return super().init(ArrayData(filled, data.weights), rng)
 
-        def init(self, data: ArrayData, rng: np.random.Generator) -> Any:
-            """The complete-data start on the rows with every cell observed (or, if too few,
-            on column-mean-filled rows)."""
-            X = np.asarray(data.X)
-            mask = np.isnan(X)
-            complete = ~mask.any(axis=1) & (data.weights > 0)
-            if np.count_nonzero(complete) >= max(2 * self.n_components, X.shape[1] + 1):
-                return super().init(ArrayData(X[complete], data.weights[complete]), rng)
-            means = np.nanmean(np.where(mask.all(axis=0), 0.0, X), axis=0)
-            filled = np.where(mask, means, X)
-            return super().init(ArrayData(filled, data.weights), rng)
+    def from_means(self, data: ArrayData, means: np.ndarray) -> Any:
+        """One M-step on nearest-mean assignments, with missing cells at their column mean."""
+        X = np.asarray(data.X)
+        if not np.isnan(X).any():
+            return super().from_means(data, means)
+        filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+        return super().from_means(ArrayData(filled, data.weights), means)
 
-        def impute(self, params: Any, X: np.ndarray, rng: np.random.Generator | None = None):
-            """NaN cells at their conditional expectation under the mixture (or drawn)."""
-            log_w, covs = self._pieces(params)
-            return mixture_impute(log_w, params.means, covs, X, rng)
-
-    return MissingGaussianMixtureModel
+    def impute(self, params: Any, X: np.ndarray, rng: np.random.Generator | None = None):
+        """NaN cells at their conditional expectation under the mixture (or drawn)."""
+        log_w, covs = self._pieces(params)
+        return mixture_impute(log_w, params.means, covs, X, rng)
 
 
-def missing_gaussian_mixture_model(**kwargs: Any) -> Any:
+def missing_gaussian_mixture_model(**kwargs: Any) -> MissingGaussianMixtureModel:
     """A :class:`GaussianMixtureModel` that accepts NaN cells (see ``mixture_missing_stats``)."""
-    global _MGMM
-    if _MGMM is None:
-        _MGMM = _gaussian_mixture_with_missing()
-    return _MGMM(**kwargs)
-
-
-_MGMM: Any = None
+    return MissingGaussianMixtureModel(**kwargs)
