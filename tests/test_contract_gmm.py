@@ -23,6 +23,7 @@ from emkit import GaussianMixture
 from emkit.engine import ArrayData
 from emkit.families.covariance import CovarianceError, covariance_structure
 from emkit.models.gaussian_mixture import GaussianMixtureModel
+from emkit.models.missing import missing_gaussian_mixture_model
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -179,7 +180,62 @@ def gmm_case(covariance_type: str, dtype: type) -> ContractCase:
     )
 
 
+def blank_cells(X: np.ndarray, seed: int, rate: float = 0.1) -> np.ndarray:
+    """``X`` with about ``rate`` of its cells set to NaN (never a whole row; none if D = 1)."""
+    X = np.array(X, dtype=np.float64)
+    if X.shape[1] < 2:
+        return X
+    rng = np.random.default_rng(seed + 7)
+    mask = rng.random(X.shape) < rate
+    mask[mask.all(axis=1), 0] = False
+    X[mask] = np.nan
+    return X
+
+
+def with_missing(problem: Problem, seed: int) -> Problem:
+    """The same problem with missing cells, fitted by the model that marginalises them."""
+    old = problem.model
+    model = missing_gaussian_mixture_model(
+        n_components=old.n_components,
+        covariance=old.covariance,
+        reg_covar=old.reg_covar,
+        origin=old.origin,
+        init_method=old.init_method,
+    )
+    data = ArrayData(blank_cells(problem.data.X, seed), problem.data.weights)
+    return Problem(model, data, model.init(data, np.random.default_rng(seed)))
+
+
+def gmm_missing_case(covariance_type: str) -> ContractCase:
+    """GaussianMixture on data with missing cells (E-step marginalises them per pattern)."""
+    base = gmm_case(covariance_type, np.float64)
+    return ContractCase(
+        id=f"{covariance_type}-missing",
+        problem=lambda seed: with_missing(gmm_problem(covariance_type, np.float64, seed), seed),
+        problems=gmm_problems(covariance_type, np.float64).map(
+            lambda problem: with_missing(problem, 0)
+        ),
+        split=split_rows,
+        reweight=reweight,
+        degenerate=degenerate_gmm,
+        degenerate_errors=(CovarianceError,),
+        acceleration_problem=lambda: with_missing(
+            overlapping_problem(covariance_type, np.float64), 1
+        ),
+        estimator=base.estimator,
+        estimator_data=lambda seed: blank_cells(mixture_sample(seed, 3, 200, 2), seed),
+        fitted_params=gmm_fitted_params,
+        stats_rtol=1e-9,
+        stats_atol=1e-8,
+        monotone_slack=1e-9,
+        squarem_tol=1e-12,
+        squarem_rtol=1e-7,
+        sklearn_checks=False,  # the complete-data cases run them (allow_nan tag included)
+    )
+
+
 CASES = [gmm_case(ct, dtype) for dtype in (np.float64, np.float32) for ct in COVARIANCE_TYPES]
+CASES += [gmm_missing_case(ct) for ct in COVARIANCE_TYPES]
 
 
 @pytest.fixture(params=CASES, ids=lambda c: c.id, scope="module")
