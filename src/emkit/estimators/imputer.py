@@ -13,10 +13,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import check_X
-from emkit.engine import ArrayData, EMConfig, fit
+from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.missing import MissingNormal, check_incomplete
 from emkit.families.covariance import covariance_structure
-from emkit.models.missing import missing_gaussian_mixture_model
+from emkit.models.missing import full_covariances
 
 MODELS = ("normal", "gmm")
 
@@ -85,7 +85,6 @@ class EMImputer(TransformerMixin, BaseEstimator):
         return self
 
     def _fit_params(self, X: np.ndarray, names: Any, seed: int) -> None:
-        w = np.ones(X.shape[0])
         names = None if names is None else [str(c) for c in names]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -100,32 +99,20 @@ class EMImputer(TransformerMixin, BaseEstimator):
                 self.loglik_ = est.loglik_
                 self.n_iter_ = est.n_iter_
                 return
-            keep = check_incomplete(X, w, names)
-            Xk = X[keep]
-            model = self._mixture_model(np.nanmean(Xk, axis=0))
-            config = EMConfig(max_iter=self.max_iter, tol=self.tol)
-            result = fit(
-                model, ArrayData.of(Xk), config, rng=np.random.default_rng(seed),
-                n_init=self.n_init,
-            )
-            p = result.params
-            K, D = p.means.shape
-            from emkit.models.missing import full_covariances
-
-            self.weights_, self.means_ = p.weights, p.means
-            self.covariances_ = full_covariances(model.covariance, p.precisions_cholesky, K, D)
-            self.precisions_cholesky_ = p.precisions_cholesky
-            self.mean_ = p.weights @ p.means
-            self.loglik_ = result.loglik
-            self.n_iter_ = result.n_iter
-
-    def _mixture_model(self, origin: np.ndarray) -> Any:
-        return missing_gaussian_mixture_model(
-            n_components=int(self.n_components),
-            covariance=covariance_structure(self.covariance_type),
-            reg_covar=float(self.reg_covar),
-            origin=origin,
-        )
+            keep = check_incomplete(X, np.ones(X.shape[0]), names)  # errors name the columns
+            gmm = GaussianMixture(
+                int(self.n_components), covariance_type=self.covariance_type,
+                reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
+                n_init=self.n_init, random_state=seed,
+            ).fit(X[keep])  # missing cells marginalised per pattern and component
+            K, D = gmm.means_.shape
+            structure = covariance_structure(self.covariance_type)
+            self.weights_, self.means_ = gmm.weights_, gmm.means_
+            self.covariances_ = full_covariances(structure, gmm.precisions_cholesky_, K, D)
+            self.precisions_cholesky_ = gmm.precisions_cholesky_
+            self.mean_ = gmm.weights_ @ gmm.means_
+            self.loglik_ = gmm.lower_bound_ * np.count_nonzero(keep)
+            self.n_iter_ = gmm.n_iter_
 
     # --- imputing -----------------------------------------------------------------------------
     def _fill(self, X: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
