@@ -25,6 +25,7 @@ from emkit.engine.stats import Stats
 from emkit.families.base import Family
 from emkit.models._hmm_kernels import forward_backward, sample_states, viterbi
 from emkit.models.gaussian_mixture import ComponentCollapseWarning
+from emkit.models.mixture import starting_responsibilities
 
 HMM_INITS = ("k-means++", "random", "random_from_data")
 EPS = 10.0 * np.finfo(np.float64).eps
@@ -321,27 +322,12 @@ class HMMModel:
             raise ValueError(
                 f"n_states={K} needs at least as many observed rows, got {X.shape[0]}"
             )
-        if self.init_method == "random":
-            R = rng.uniform(size=(X.shape[0], K))
-            R /= R.sum(axis=1, keepdims=True)
-        else:
-            features = self.emission.init_features(X)
-            if self.init_method == "k-means++":
-                from sklearn.cluster import kmeans_plusplus
-
-                seed = int(rng.integers(2**31 - 1))
-                centers, _ = kmeans_plusplus(features, K, sample_weight=w, random_state=seed)
-            elif self.init_method == "random_from_data":
-                centers = features[rng.choice(np.flatnonzero(w > 0), size=K, replace=False)]
-            else:
-                raise ValueError(
-                    f"init_params must be one of {HMM_INITS}, got {self.init_method!r}"
-                )
-            from sklearn.metrics import pairwise_distances_argmin
-
-            labels = pairwise_distances_argmin(features, centers)
-            R = np.full((X.shape[0], K), INIT_SPREAD / K)
-            R[np.arange(X.shape[0]), labels] += 1.0 - INIT_SPREAD
+        if self.init_method not in HMM_INITS:
+            raise ValueError(f"init_params must be one of {HMM_INITS}, got {self.init_method!r}")
+        features = None if self.init_method == "random" else self.emission.init_features(X)
+        R = starting_responsibilities(
+            features, w, K, self.init_method, rng, X.shape[0], spread=INIT_SPREAD
+        )
         R *= w[:, None]
         nk = R.sum(axis=0)
         with warnings.catch_warnings():
