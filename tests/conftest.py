@@ -6,12 +6,19 @@ plain module, because ``tests/`` has no ``__init__.py``); fixtures wrap them her
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from contract import mixture_sample
+
+# CI replays the same examples every run (a red build is reproducible); local runs explore anew
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 FAITHFUL_CSV = Path(__file__).resolve().parents[1] / "src/emkit/datasets/data/faithful.csv"
 
