@@ -1,7 +1,7 @@
 """emkit: latent-variable models fitted by Expectation-Maximization, one engine for all."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emkit.estimators.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emkit.estimators.imputer import EMImputer
 from emkit.estimators.missing import MissingNormal
 from emkit.estimators.mixture import MixtureModel
@@ -13,6 +13,7 @@ from emkit.select import select
 __version__ = "0.1.0"
 
 __all__ = [
+    "GMMHMM",
     "HMM",
     "CategoricalHMM",
     "EMImputer",

@@ -1,7 +1,15 @@
 """scikit-learn estimator shells over emkit's models."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emkit.estimators.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
 from emkit.estimators.mixture import MixtureModel
 
-__all__ = ["HMM", "CategoricalHMM", "GaussianHMM", "GaussianMixture", "PoissonHMM", "MixtureModel"]
+__all__ = [
+    "GMMHMM",
+    "HMM",
+    "CategoricalHMM",
+    "GaussianHMM",
+    "GaussianMixture",
+    "PoissonHMM",
+    "MixtureModel",
+]

@@ -23,6 +23,7 @@ from emkit.engine.data import SequenceData, check_lengths
 from emkit.estimators._base import EMEstimator
 from emkit.families import Family, make_family
 from emkit.families.gaussian import Gaussian
+from emkit.families.gaussian_mixture_emission import GaussianMixtureEmission
 from emkit.families.poisson import Poisson
 from emkit.models.hmm import (
     HMM_INITS,
@@ -460,6 +461,49 @@ class GaussianHMM(HMM):
         else:
             full = cov[:, None, None] * np.eye(D)
         return {"covars_": full}
+
+
+class GMMHMM(HMM):
+    """HMM whose states each emit a mixture of ``n_mix`` Gaussians (hmmlearn's ``GMMHMM``);
+    ``covariance_type`` in ``"full" | "diag" | "spherical"`` (default ``"diag"``), ``reg_covar``
+    added to every variance.  ``emission_init`` takes the family's parameters or a dict of
+    ``weights`` / ``means`` / ``precisions_cholesky``; see
+    :meth:`~emkit.families.GaussianMixtureEmission.params_from_covariances` to start from
+    covariances.
+
+    Fitted ``weights_`` ``(K, M)``, ``means_`` ``(K, M, D)``, ``covariances_`` and hmmlearn's
+    ``covars_`` ``(K, M, …)`` in the structure's shape (as hmmlearn returns them).
+    """
+
+    def __init__(
+        self,
+        n_states: int = 1,
+        n_mix: int = 1,
+        covariance_type: str = "diag",
+        reg_covar: float = 1e-6,
+        *,
+        startprob: Any = None,
+        transmat: Any = None,
+        emission_init: Any = None,
+        learn: Learn = Learn(),
+        init_params: str = "k-means++",
+        algorithm: str = "viterbi",
+        tol: float = 1e-5,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "none",
+        verbose: int = 0,
+    ):
+        _common(self, locals())
+
+    def _make_family(self) -> Family:
+        return GaussianMixtureEmission(self.n_mix, self.covariance_type, self.reg_covar)
+
+    def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
+        return {"covars_": self.emission_.covariances(params.emission)}
 
 
 class PoissonHMM(HMM):

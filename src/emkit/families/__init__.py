@@ -10,6 +10,7 @@ from emkit.families.categorical import Categorical
 from emkit.families.exponential import Exponential
 from emkit.families.gamma import Gamma
 from emkit.families.gaussian import Gaussian
+from emkit.families.gaussian_mixture_emission import GaussianMixtureEmission
 from emkit.families.normal import LogNormal, Normal
 from emkit.families.poisson import Poisson
 from emkit.families.product import Product
@@ -19,7 +20,7 @@ FAMILIES: dict[str, type[Family]] = {
     cls.name: cls
     for cls in (
         Gaussian, Poisson, StudentT, Bernoulli, Categorical, Exponential, Gamma, LogNormal, Normal,
-        Product,
+        Product, GaussianMixtureEmission,
     )
 }
 
@@ -50,6 +51,7 @@ __all__ = [
     "Family",
     "Gamma",
     "Gaussian",
+    "GaussianMixtureEmission",
     "LogNormal",
     "Normal",
     "Poisson",
