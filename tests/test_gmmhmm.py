@@ -181,3 +181,16 @@ def test_estimator_rebuilds_from_arrays_samples_and_marginalises() -> None:
     Xn = X.copy()
     Xn[5] = np.nan  # a whole missing row is marginalised
     assert np.isfinite(est.score(Xn, LENGTHS))
+
+
+@pytest.mark.parametrize("ct", ["diag", "full"])
+def test_save_load_gives_identical_predictions(ct: str, tmp_path) -> None:
+    import emkit
+
+    X, _ = _data(5)
+    est = GMMHMM(K, M, ct, random_state=0, max_iter=20).fit(X, LENGTHS)
+    path = emkit.save(est, tmp_path / "gmmhmm.emk")
+    again = emkit.load(path)
+    np.testing.assert_array_equal(again.predict(X, LENGTHS), est.predict(X, LENGTHS))
+    np.testing.assert_allclose(again.predict_proba(X, LENGTHS), est.predict_proba(X, LENGTHS))
+    assert again.score(X, LENGTHS) == est.score(X, LENGTHS)
