@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -146,3 +147,15 @@ def weighted_column_mean(X: np.ndarray, w: np.ndarray, rows: int = 65536) -> np.
     for start in range(0, X.shape[0], rows):
         total += w[start : start + rows] @ X[start : start + rows].astype(np.float64)
     return total / w.sum()
+
+
+def check_settings(estimator: Any, bounds: tuple[tuple[str, float, bool], ...]) -> None:
+    """Each ``(name, low, integral)``: the attribute is a real number ``>= low`` (and whole if
+    ``integral``), else a ``ValueError`` naming it."""
+    for name, low, integral in bounds:
+        value = getattr(estimator, name)
+        valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        valid = valid and value >= low and (not integral or float(value).is_integer())
+        if not valid:
+            kind = "an integer" if integral else "a number"
+            raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")

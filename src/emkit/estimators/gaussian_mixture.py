@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 from sklearn.base import DensityMixin
 
-from emkit._validation import InputError, check_sample_weight, check_X, weighted_column_mean
+from emkit._validation import (
+    InputError,
+    check_sample_weight,
+    check_settings,
+    check_X,
+    weighted_column_mean,
+)
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator
 from emkit.estimators._mixture import MixtureInference
@@ -146,18 +151,15 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         covariance_structure(self.covariance_type)
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
-        for name, low, integral in (
-            ("tol", 0, False),
-            ("reg_covar", 0, False),
-            ("max_iter", 0, True),
-            ("n_init", 1, True),
-        ):
-            value = getattr(self, name)
-            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            valid = valid and value >= low and (not integral or float(value).is_integer())
-            if not valid:
-                kind = "an integer" if integral else "a number"
-                raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
+        check_settings(
+            self,
+            (
+                ("tol", 0, False),
+                ("reg_covar", 0, False),
+                ("max_iter", 0, True),
+                ("n_init", 1, True),
+            ),
+        )
 
     def _build_model(self, X: np.ndarray, w: np.ndarray) -> GaussianMixtureModel:
         """The engine model; data with NaN get the subclass that marginalises missing cells

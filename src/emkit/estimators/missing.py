@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 from sklearn.base import DensityMixin
 from sklearn.utils import check_random_state
 
-from emkit._validation import InputError, check_sample_weight, check_X
+from emkit._validation import InputError, check_sample_weight, check_settings, check_X
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator
 from emkit.models.missing import MissingNormalModel, MissingNormalParams, missingness_patterns
@@ -141,19 +140,16 @@ class MissingNormal(DensityMixin, EMEstimator):
         return self
 
     def _check_hyperparameters(self) -> None:
-        for name, low, integral in (
-            ("tol", 0, False),
-            ("reg_covar", 0, False),
-            ("max_iter", 0, True),
-            ("n_init", 1, True),
-            ("n_bootstrap", 2, True),
-        ):
-            value = getattr(self, name)
-            valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            valid = valid and value >= low and (not integral or float(value).is_integer())
-            if not valid:
-                kind = "an integer" if integral else "a number"
-                raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
+        check_settings(
+            self,
+            (
+                ("tol", 0, False),
+                ("reg_covar", 0, False),
+                ("max_iter", 0, True),
+                ("n_init", 1, True),
+                ("n_bootstrap", 2, True),
+            ),
+        )
         if self.se not in ("information", "bootstrap", None):
             raise ValueError(f"se must be 'information', 'bootstrap' or None, got {self.se!r}")
 
@@ -178,8 +174,12 @@ class MissingNormal(DensityMixin, EMEstimator):
         for _ in range(int(self.n_bootstrap)):
             idx = rng.integers(0, X.shape[0], X.shape[0])
             refit = MissingNormal(
-                tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter, se=None,
-                accelerate=self.accelerate, random_state=int(rng.integers(2**31 - 1)),
+                tol=self.tol,
+                reg_covar=self.reg_covar,
+                max_iter=self.max_iter,
+                se=None,
+                accelerate=self.accelerate,
+                random_state=int(rng.integers(2**31 - 1)),
             )
             try:
                 with warnings.catch_warnings():
