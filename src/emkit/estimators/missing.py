@@ -132,10 +132,10 @@ class MissingNormal(DensityMixin, EMEstimator):
                 "singular); use fewer columns, more rows, or reg_covar > 0"
             )
         model = self._build_model(X64, w)
-        self._run_engine(model, ArrayData(X64, w), callback)
+        result = self._run_engine(model, ArrayData(X64, w), callback)
         self.n_empty_rows_ = int(np.count_nonzero(~keep))
         self.n_patterns_ = int(missingness_patterns(np.isnan(X64))[0].shape[0])
-        self.loglik_ = float(model.e_step(self._get_fitted_params(), _batch(X64, w)).loglik)
+        self.loglik_ = result.loglik  # the engine measured it at the returned parameters
         self.mean_se_ = self._standard_errors(model, X64, w)
         return self
 
@@ -232,8 +232,3 @@ class MissingNormal(DensityMixin, EMEstimator):
         D = self.mean_.shape[0]
         return int(D + D * (D + 1) // 2)
 
-
-def _batch(X: np.ndarray, w: np.ndarray) -> Any:
-    from emkit.engine import Batch
-
-    return Batch(X, w)
