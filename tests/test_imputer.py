@@ -11,8 +11,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from emkit import EMImputer, pool
 from emkit.engine import ArrayData, Batch
 from emkit.families.covariance import covariance_structure
+from emkit.families.missing_cells import full_covariances
 from emkit.models.gaussian_mixture import GaussianMixtureModel
-from emkit.models.missing import full_covariances, missing_gaussian_mixture_model
+from emkit.models.missing import missing_gaussian_mixture_model
 
 APPLE_SIZE = [8, 6, 11, 22, 14, 17, 18, 24, 19, 23, 26, 40, 4, 4, 5, 6, 8, 10]
 APPLE_WORMS = [59, 58, 56, 53, 50, 45, 43, 42, 39, 38, 30, 27] + [np.nan] * 6

@@ -879,7 +879,7 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool) -> None:
 # --- emkit impute ---------------------------------------------------------------------------------
 def _pattern_table(X: np.ndarray, names: Sequence[str]) -> Table:
     """Counts of rows per missingness pattern (✓ observed, · missing), most frequent first."""
-    from emkit.models.missing import missingness_patterns
+    from emkit.families.missing_cells import missingness_patterns
 
     unique, inverse = missingness_patterns(np.isnan(X))
     counts = np.bincount(inverse, minlength=unique.shape[0])

@@ -3,8 +3,9 @@
 ``HMM(emission=..., n_states=K)`` takes a family name (``"gaussian"``, ``"poisson"``, …) or a
 family object; :class:`GaussianHMM` and :class:`PoissonHMM` are shorthands with hmmlearn's
 attribute names.  Multiple sequences are rows of ``X`` cut by ``lengths`` (as in hmmlearn);
-``sample_weight`` holds one weight per sequence.  Rows holding NaN are missing observations and
-are marginalised (the hidden chain moves on through them).
+``sample_weight`` holds one weight per sequence.  NaN (or None) marks a missing observation: a
+whole missing row is marginalised (the hidden chain moves on through it), and so are single
+missing cells for every emission family with ``handles_missing`` (all but Student-t).
 """
 
 from __future__ import annotations
@@ -115,13 +116,13 @@ class HMM(EMEstimator):
         K = self._check_settings()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         family = self.emission_ if warm else self._make_family()
-        raw, missing = self._read(family, X, reset=not warm)
-        observed = ~missing
+        raw, cells = self._read(family, X, reset=not warm)
+        observed = ~cells.all(axis=1)
         if not observed.any():
             raise InputError("every row of X is missing (NaN): there is nothing to fit")
         if not warm:
             family = family.configure(raw[observed])
-        Xf = self._encode(family, raw, missing)
+        Xf = self._encode(family, raw, cells)
         lengths = check_lengths(lengths, Xf.shape[0])
         if int(observed.sum()) < K:
             raise InputError(
@@ -277,7 +278,7 @@ class HMM(EMEstimator):
     # --- inference -------------------------------------------------------------------------------
     def _read(self, family: Family, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
         """Validated 2-D input (object arrays for families of non-numeric data) and the mask
-        of its missing rows."""
+        of its missing cells."""
         if family.numeric_input:
             raw = check_X(self, X, reset=reset, allow_nan=True)
         else:
@@ -285,23 +286,19 @@ class HMM(EMEstimator):
 
             arr = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
             raw = np.asarray(arr, dtype=object)
-        return raw, _check_missing(raw, self._names())
+        return raw, _check_missing(raw, self._names(), family)
 
-    def _encode(self, family: Family, raw: np.ndarray, missing: np.ndarray) -> np.ndarray:
-        """The family's float codes of the observed rows; missing rows become NaN rows."""
+    def _encode(self, family: Family, raw: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """The family's float codes; missing cells become NaN."""
         names = self._names()
-        if missing.any():
-            Xf = np.full(raw.shape, np.nan)
-            Xf[~missing] = family.encode(raw[~missing], names)
-        else:
-            Xf = np.asarray(family.encode(raw, names))
-        family.check(Xf[~missing], names)
+        Xf = np.asarray(family.encode(raw, names, allow_missing=bool(cells.any())))
+        family.check(Xf, names)  # observed cells only
         return Xf
 
     def _prepare(self, X: Any, lengths: Any) -> SequenceData:
         self._check_fitted()
-        raw, missing = self._read(self.emission_, X, reset=False)
-        Xf = self._encode(self.emission_, raw, missing)
+        raw, cells = self._read(self.emission_, X, reset=False)
+        Xf = self._encode(self.emission_, raw, cells)
         return SequenceData.of(Xf, check_lengths(lengths, Xf.shape[0]))
 
     def _batches(self, X: Any, lengths: Any):
@@ -581,9 +578,9 @@ class CategoricalHMM(HMM):
         return {"emissionprob_": table[:, 0, :].copy()} if table.shape[1] == 1 else {}
 
 
-def _check_missing(X: np.ndarray, names: list[str] | None) -> np.ndarray:
-    """Rows that are entirely missing (NaN, or None in object input): marginalised.  Infinities
-    and rows missing only some cells raise."""
+def _check_missing(X: np.ndarray, names: list[str] | None, family: Family) -> np.ndarray:
+    """The mask of missing cells (NaN, or None in object input), marginalised: whole rows for
+    every family, single cells for families that handle them.  Infinities raise."""
     if X.dtype == object:
         nan = np.vectorize(_missing_cell, otypes=[bool])(X) if X.size else np.zeros(X.shape, bool)
     elif X.dtype.kind == "f":
@@ -594,19 +591,18 @@ def _check_missing(X: np.ndarray, names: list[str] | None) -> np.ndarray:
             col = f"{names[j]!r}" if names else f"{j}"
             raise InputError(f"X holds {X[i, j]} at row {i}, column {col}: values must be finite")
     else:
-        return np.zeros(X.shape[0], dtype=bool)
-    missing = nan.all(axis=1)
-    partial = nan.any(axis=1) & ~missing
-    if partial.any():
+        return np.zeros(X.shape, dtype=bool)
+    partial = nan.any(axis=1) & ~nan.all(axis=1)
+    if partial.any() and not family.handles_missing:
         i = int(np.flatnonzero(partial)[0])
         j = int(np.flatnonzero(nan[i])[0])
         col = f"{names[j]!r}" if names else f"{j}"
         raise InputError(
             f"row {i} is missing column {col} but not every column ({int(partial.sum())} such "
-            "row(s)): an HMM marginalises whole missing rows (all NaN); impute the cell or set "
-            "the whole row to NaN"
+            f"row(s)): the {family.name!r} emission marginalises whole missing rows (all NaN) "
+            "only; impute the cell or set the whole row to NaN"
         )
-    return missing
+    return nan
 
 
 def _missing_cell(value: Any) -> bool:

@@ -16,7 +16,7 @@ from emkit._validation import check_X
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.missing import MissingNormal, check_incomplete
 from emkit.families.covariance import covariance_structure
-from emkit.models.missing import full_covariances
+from emkit.families.missing_cells import full_covariances
 
 MODELS = ("normal", "gmm")
 

@@ -12,7 +12,8 @@ from sklearn.utils import check_random_state
 from emkit._validation import InputError, check_sample_weight, check_settings, check_X
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator
-from emkit.models.missing import MissingNormalModel, MissingNormalParams, missingness_patterns
+from emkit.families.missing_cells import missingness_patterns
+from emkit.models.missing import MissingNormalModel, MissingNormalParams
 
 
 class EmptyRowsWarning(UserWarning):

@@ -8,6 +8,10 @@ the weights and responsibilities; a family only answers:
 - ``accumulate(params, X, R)``: additive sums (a tuple of float64 arrays) given weighted
   responsibilities ``R`` (``R[n, k] = w_n r_nk``); ``params`` is ``None`` at initialisation;
 - ``m_step(sums, nk, params)``: the maximiser of ``Σ_n R_nk log f(x_n | θ_k)`` (plus prior).
+
+Families with ``handles_missing = True`` accept NaN cells in ``log_prob`` (the density of the
+observed cells) and ``accumulate`` (missing cells add their expected statistics under the
+current parameters); see :mod:`emkit.families.missing_cells`.
 """
 
 from __future__ import annotations
@@ -44,15 +48,19 @@ class Family(ABC):
         """A copy fitted to the training input's layout (e.g. the categories of each column)."""
         return self
 
-    def encode(self, X: Any, names: list[str] | None = None) -> np.ndarray:
+    def encode(
+        self, X: Any, names: list[str] | None = None, *, allow_missing: bool = False
+    ) -> np.ndarray:
         """The float matrix the family computes on, from validated 2-D input (default: as is).
 
         Families of non-numeric data (categories) map values to codes here and name unseen
-        values, with their column, in the error.
+        values, with their column, in the error; missing values (None, NaN) raise unless
+        ``allow_missing``, which codes them as NaN.
         """
         return np.asarray(X, dtype=np.float64)
 
     numeric_input: ClassVar[bool] = True  # False: strings allowed (encode maps them)
+    handles_missing: ClassVar[bool] = False  # True: NaN cells are marginalised (module doc)
 
     def check(self, X: np.ndarray, names: list[str] | None = None) -> None:  # noqa: B027
         """Raise :class:`InputError` naming the column and value the family cannot model."""
@@ -113,7 +121,10 @@ def column_label(j: int, names: list[str] | None) -> str:
 
 
 def reject_values(X: np.ndarray, bad: np.ndarray, names: list[str] | None, what: str) -> None:
-    """Raise ``what`` naming the first row, column and value where ``bad`` holds."""
+    """Raise ``what`` naming the first row, column and value where ``bad`` holds; NaN cells are
+    missing values, which the caller validates (families that marginalise them accept them)."""
+    if X.dtype.kind == "f":
+        bad = bad & ~np.isnan(X)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         value = X[i, j].item() if isinstance(X[i, j], np.generic) else X[i, j]  # -1.0, not np.…

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from emkit.families.base import Family, expit, logit, reject_values, safe_divide
+from emkit.families.missing_cells import missing_weights, split_missing
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,6 +23,7 @@ class Bernoulli(Family):
 
     name = "bernoulli"
     positive_only = True
+    handles_missing = True
 
     def __init__(self, min_probability: float = 1e-10):
         self.min_probability = float(min_probability)
@@ -42,12 +44,18 @@ class Bernoulli(Family):
         return np.clip(p, self.min_probability, 1.0 - self.min_probability)
 
     def log_prob(self, params: BernoulliParams, X: np.ndarray) -> np.ndarray:
+        X, missing = split_missing(X)
         p = params.probabilities
         log1m = np.log1p(-p)
-        return X @ (np.log(p) - log1m).T + log1m.sum(axis=1)
+        base = log1m.sum(axis=1) if missing is None else (1.0 - missing) @ log1m.T
+        return X @ (np.log(p) - log1m).T + base
 
     def accumulate(self, params: BernoulliParams | None, X: np.ndarray, R: np.ndarray) -> tuple:
-        return (R.T @ X,)
+        X, missing = split_missing(X)
+        sums = R.T @ X
+        if missing is not None:  # E_k[x_d] = p_kd
+            sums = sums + missing_weights(R, missing, params) * params.probabilities
+        return (sums,)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> BernoulliParams:
         return BernoulliParams(self._clip(safe_divide(sums[0], nk)))

@@ -19,6 +19,7 @@ import numpy as np
 
 from emkit._validation import InputError
 from emkit.families.base import Family, column_label
+from emkit.families.missing_cells import missing_weights, split_missing
 
 TINY = 1e-300  # unflatten's floor: every vector maps to finite log-probabilities
 
@@ -81,6 +82,7 @@ class Categorical(Family):
 
     name = "categorical"
     numeric_input = False
+    handles_missing = True  # on codes: a NaN code is a missing cell
 
     def __init__(self, categories: Sequence[Sequence[Any]] | None = None,
                  min_probability: float = 1e-10):
@@ -160,8 +162,11 @@ class Categorical(Family):
                 f"{len(self.categories)}"
             )
 
-    def encode(self, X: Any, names: list[str] | None = None) -> np.ndarray:
-        """Codes ``0 … C_j − 1`` of every value (float); unseen or missing values are named."""
+    def encode(
+        self, X: Any, names: list[str] | None = None, *, allow_missing: bool = False
+    ) -> np.ndarray:
+        """Codes ``0 … C_j − 1`` of every value (float); unseen values are named, and missing
+        ones too unless ``allow_missing`` (then their code is NaN)."""
         self._configured()
         X = np.asarray(X, dtype=object)
         if X.ndim != 2:
@@ -172,6 +177,12 @@ class Categorical(Family):
             column = X[:, j]
             index = np.fromiter((_get(lookup, v) for v in column), dtype=np.intp,
                                 count=column.size)
+            codes[:, j] = index
+            if allow_missing:
+                gap = np.fromiter((is_missing(plain(v)) for v in column), dtype=bool,
+                                  count=column.size)
+                codes[gap, j] = np.nan
+                index = np.where(gap, 0, index)
             bad = np.flatnonzero(index < 0)
             if bad.size:
                 i = int(bad[0])
@@ -186,7 +197,6 @@ class Categorical(Family):
                     f"column {label} has the value {value!r} at row {i}, not seen in fit "
                     f"(categories: {_shown(self.categories[j])}; {bad.size} such value(s) in all)"
                 )
-            codes[:, j] = index
         return codes
 
     def init_features(self, X: np.ndarray) -> np.ndarray:
@@ -205,15 +215,23 @@ class Categorical(Family):
     # --- the E- and M-step --------------------------------------------------------------------
     def log_prob(self, params: CategoricalParams, X: np.ndarray) -> np.ndarray:
         offsets = self._configured().offsets
+        X, missing = split_missing(X)
         log_p = np.log(params.probabilities)
         index = X.astype(np.intp) + offsets[:-1]
         out = np.zeros((X.shape[0], log_p.shape[0]))
         for j in range(index.shape[1]):  # gathers: no 0·(−∞) as a one-hot product would risk
-            out += log_p[:, index[:, j]].T
+            term = log_p[:, index[:, j]].T
+            out += term if missing is None else term * (1.0 - missing[:, j : j + 1])
         return out
 
     def accumulate(self, params: Any, X: np.ndarray, R: np.ndarray) -> tuple:
-        return (R.T @ self._one_hot(X),)
+        X, missing = split_missing(X)
+        onehot = self._one_hot(X)
+        if missing is None:
+            return (R.T @ onehot,)
+        onehot[:, self.offsets[:-1]] -= missing  # a missing cell's code 0 is no observation
+        weights = missing_weights(R, missing, params)  # E_k[onehot(x_j)] = P_kj
+        return (R.T @ onehot + np.repeat(weights, self.sizes, axis=1) * params.probabilities,)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> CategoricalParams:
         offsets = self._configured().offsets

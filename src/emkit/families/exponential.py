@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.missing_cells import missing_weights, split_missing
 
 LOG_BOUND = 300.0  # unflatten keeps exp(±LOG_BOUND): every vector maps to finite parameters
 
@@ -24,6 +25,7 @@ class Exponential(Family):
 
     name = "exponential"
     positive_only = True
+    handles_missing = True
 
     def __init__(self, min_mean: float = 1e-10):
         self.min_mean = float(min_mean)
@@ -42,11 +44,18 @@ class Exponential(Family):
         )
 
     def log_prob(self, params: ExponentialParams, X: np.ndarray) -> np.ndarray:
+        X, missing = split_missing(X)
         rates = params.rates
-        return np.log(rates).sum(axis=1) - X @ rates.T
+        log_rates = np.log(rates)
+        base = log_rates.sum(axis=1) if missing is None else (1.0 - missing) @ log_rates.T
+        return base - X @ rates.T
 
     def accumulate(self, params: Any, X: np.ndarray, R: np.ndarray) -> tuple:
-        return (R.T @ X,)
+        X, missing = split_missing(X)
+        sums = R.T @ X
+        if missing is not None:  # E_k[x_d] = 1 / λ_kd
+            sums = sums + missing_weights(R, missing, params) / params.rates
+        return (sums,)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> ExponentialParams:
         data_mean = sums[0].sum(axis=0) / nk.sum()

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, polygamma
 
 from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.missing_cells import missing_weights, split_missing
 
 LOG_BOUND = 300.0
 MIN_SHAPE = 1e-8
@@ -88,6 +89,7 @@ class Gamma(Family):
 
     name = "gamma"
     positive_only = True
+    handles_missing = True
 
     def __init__(self, max_shape: float = 1e8):
         self.max_shape = float(max_shape)
@@ -108,12 +110,23 @@ class Gamma(Family):
         return np.log(np.asarray(X, dtype=np.float64))
 
     def log_prob(self, params: GammaParams, X: np.ndarray) -> np.ndarray:
+        X1, missing = split_missing(X, fill=1.0)  # log 1 = 0; the x-term masks below
         a, b = params.shapes, params.rates
-        const = (a * np.log(b) - gammaln(a)).sum(axis=1)
-        return np.log(X) @ (a - 1.0).T - X @ b.T + const
+        const = a * np.log(b) - gammaln(a)
+        if missing is None:
+            return np.log(X) @ (a - 1.0).T - X @ b.T + const.sum(axis=1)
+        observed = 1.0 - missing
+        return np.log(X1) @ (a - 1.0).T - (X1 * observed) @ b.T + observed @ const.T
 
     def accumulate(self, params: Any, X: np.ndarray, R: np.ndarray) -> tuple:
-        return (R.T @ X, R.T @ np.log(X))
+        X1, missing = split_missing(X, fill=1.0)
+        if missing is None:
+            return (R.T @ X, R.T @ np.log(X))
+        weights = missing_weights(R, missing, params)  # E_k[x] = α/β, E_k[log x] = ψ(α) − log β
+        a, b = params.shapes, params.rates
+        sx = R.T @ (X1 * (1.0 - missing)) + weights * (a / b)
+        slog = R.T @ np.log(X1) + weights * (digamma(a) - np.log(b))
+        return (sx, slog)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> GammaParams:
         sx, slog = sums

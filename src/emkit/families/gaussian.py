@@ -22,6 +22,7 @@ import numpy as np
 
 from emkit.families.base import Family, reject_values
 from emkit.families.covariance import CovarianceStructure, covariance_structure
+from emkit.families.missing_cells import conditional_sums, full_covariances, pattern_log_prob
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 LOG_FACTOR_BOUND = 200.0
@@ -52,6 +53,7 @@ class Gaussian(Family):
     """
 
     name = "gaussian"
+    handles_missing = True  # conditional normals per missingness pattern
 
     def __init__(
         self,
@@ -79,10 +81,11 @@ class Gaussian(Family):
         }
 
     def configure(self, X: Any) -> Gaussian:
-        """A copy whose statistics are taken about the mean of the (finite rows of) ``X``."""
+        """A copy whose statistics are taken about the column means of the finite cells of X."""
         X = np.asarray(X, dtype=np.float64)
-        finite = np.isfinite(X).all(axis=1)
-        origin = X[finite].mean(axis=0) if finite.any() else np.zeros(X.shape[1])
+        finite = np.isfinite(X)
+        counts = finite.sum(axis=0)
+        origin = np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1)
         return Gaussian(self.covariance, self.reg_covar, origin)
 
     def check(self, X: np.ndarray, names: list[str] | None = None) -> None:
@@ -102,8 +105,26 @@ class Gaussian(Family):
     def _centred(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) - self._origin(X.shape[1])
 
+    def _full_covariances(self, params: GaussianParams) -> np.ndarray:
+        K, D = params.means.shape
+        return full_covariances(self.covariance, params.precisions_cholesky, K, D)
+
     def log_prob(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
-        """``log N(x_n | μ_k, Σ_k)`` as a float64 ``(n, K)`` array."""
+        """``log N(x_n | μ_k, Σ_k)`` as a float64 ``(n, K)`` array; rows with NaN cells get the
+        density of their observed cells, ``log N(x_o | μ_k,o, Σ_k,oo)``."""
+        incomplete = _incomplete_rows(X)
+        if incomplete is None:
+            return self._log_prob_complete(params, X)
+        out = np.empty((X.shape[0], params.n_components))
+        complete = ~incomplete
+        if complete.any():
+            out[complete] = self._log_prob_complete(params, X[complete])
+        zeros = np.zeros(params.n_components)
+        covs = self._full_covariances(params)
+        out[incomplete] = pattern_log_prob(zeros, params.means, covs, X[incomplete])
+        return out
+
+    def _log_prob_complete(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
         K, D = params.means.shape
         origin = self._origin(D)
         pc = params.precisions_cholesky
@@ -113,9 +134,28 @@ class Gaussian(Family):
         return logp
 
     def accumulate(self, params: GaussianParams | None, X: np.ndarray, R: np.ndarray) -> tuple:
-        """``(Σ_n R_nk (x_n − o), second moment of x_n − o)``, float64."""
-        Xc = self._centred(X)
+        """``(Σ_n R_nk (x_n − o), second moment of x_n − o)``, float64; rows with NaN cells add
+        their conditional expectations ``x̂_nk`` and covariances (``Σ R (x̂ x̂ᵀ + C)``)."""
         R = np.asarray(R, dtype=np.float64)
+        incomplete = _incomplete_rows(X)
+        if incomplete is None:
+            return self._accumulate_complete(X, R)
+        if params is None:
+            raise ValueError("missing cells need current parameters; start from complete rows")
+        complete = ~incomplete
+        sx, second = self._accumulate_complete(X[complete], R[complete])
+        more = conditional_sums(
+            self.covariance,
+            params.means,
+            self._full_covariances(params),
+            X[incomplete],
+            R[incomplete],
+            self._origin(params.n_features),
+        )
+        return (sx + more[0], second + more[1])
+
+    def _accumulate_complete(self, X: np.ndarray, R: np.ndarray) -> tuple:
+        Xc = self._centred(X)
         second = self.covariance.second_moment(Xc, R, R.sum(axis=1))
         return (R.T @ Xc, np.asarray(second, dtype=np.float64))
 
@@ -187,3 +227,11 @@ class Gaussian(Family):
 
     def row_bytes(self, K: int, D: int) -> int:
         return self.covariance.temp_bytes_per_row(K, D, 8) + 8 * (K + D)
+
+
+def _incomplete_rows(X: np.ndarray) -> np.ndarray | None:
+    """Rows holding a NaN cell, or None when there is none."""
+    if X.dtype.kind != "f":
+        return None
+    incomplete = np.isnan(X).any(axis=1)
+    return incomplete if incomplete.any() else None

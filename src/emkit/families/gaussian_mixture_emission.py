@@ -63,6 +63,7 @@ class GaussianMixtureEmission(Family):
     (``"full" | "diag" | "spherical"``), ``reg_covar`` added to every variance."""
 
     name = "gaussian_mixture"
+    handles_missing = True  # through the Gaussian family (observed-cell densities per sub-state)
 
     def __init__(
         self,
@@ -135,7 +136,8 @@ class GaussianMixtureEmission(Family):
             inner = np.exp(joint - logsumexp(joint, axis=2, keepdims=True))
             inner = np.nan_to_num(inner, nan=1.0 / self.n_mix)
         W = (R[:, :, None] * inner).reshape(n, K * self.n_mix)
-        return (W.sum(axis=0).reshape(K, self.n_mix),) + self.gaussian.accumulate(None, X, W)
+        gaussian = None if params is None else params.gaussian  # NaN cells need current values
+        return (W.sum(axis=0).reshape(K, self.n_mix),) + self.gaussian.accumulate(gaussian, X, W)
 
     def _initial_inner(self, X: np.ndarray, R: np.ndarray) -> np.ndarray:
         """Inner responsibilities ``(n, K, M)`` at initialisation (see the module docstring)."""

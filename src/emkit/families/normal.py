@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.missing_cells import missing_weights, split_missing
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 LOG_BOUND = 300.0
@@ -42,6 +43,7 @@ class Normal(Family):
     """
 
     name = "normal"
+    handles_missing = True
     _keys: ClassVar[tuple[str, str]] = ("means", "variances")
 
     def __init__(self, min_variance: float = 1e-6, origin: Any = None):
@@ -74,18 +76,32 @@ class Normal(Family):
         return type(self)(self.min_variance, _finite_column_means(T))
 
     def log_prob(self, params: NormalParams, X: np.ndarray) -> np.ndarray:
-        Y = self._centred(X)
+        Y, missing = split_missing(self._centred(X))
         offsets = params.means - self._origin(Y.shape[1])
         precisions = 1.0 / params.variances
-        const = -0.5 * (Y.shape[1] * LOG_2PI + np.log(params.variances).sum(axis=1))
-        out = np.empty((Y.shape[0], offsets.shape[0]))
+        log_terms = LOG_2PI + np.log(params.variances)  # (K, D)
+        if missing is None:
+            const = -0.5 * log_terms.sum(axis=1)
+        else:  # observed cells only
+            observed = 1.0 - missing
+            const = -0.5 * (observed @ log_terms.T)
+        out = np.array(np.broadcast_to(const, (Y.shape[0], offsets.shape[0])))
         for k in range(offsets.shape[0]):  # exact squares; a (n, D) temporary per component
-            out[:, k] = const[k] - 0.5 * (np.square(Y - offsets[k]) @ precisions[k])
+            squares = np.square(Y - offsets[k])
+            if missing is not None:
+                squares *= observed
+            out[:, k] -= 0.5 * (squares @ precisions[k])
         return out
 
     def accumulate(self, params: Any, X: np.ndarray, R: np.ndarray) -> tuple:
-        Y = self._centred(X)
-        return (R.T @ Y, R.T @ np.square(Y))
+        Y, missing = split_missing(self._centred(X))
+        s1, s2 = R.T @ Y, R.T @ np.square(Y)
+        if missing is not None:  # E_k[y] = μ − o, E_k[y²] = (μ − o)² + σ²
+            weights = missing_weights(R, missing, params)
+            offsets = params.means - self._origin(Y.shape[1])
+            s1 = s1 + weights * offsets
+            s2 = s2 + weights * (offsets**2 + params.variances)
+        return (s1, s2)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> NormalParams:
         s1, s2 = sums
@@ -148,7 +164,7 @@ class LogNormal(Normal):
         return self._transform(X)
 
     def log_prob(self, params: NormalParams, X: np.ndarray) -> np.ndarray:
-        jacobian = self._transform(X).sum(axis=1)
+        jacobian = split_missing(self._transform(X))[0].sum(axis=1)  # observed cells
         return super().log_prob(params, X) - jacobian[:, None]
 
     def sample(self, params: NormalParams, k: int, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.missing_cells import missing_weights, split_missing
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,6 +21,7 @@ class Poisson(Family):
 
     name = "poisson"
     positive_only = True
+    handles_missing = True
 
     def __init__(self, min_rate: float = 1e-10):
         self.min_rate = float(min_rate)
@@ -31,11 +33,17 @@ class Poisson(Family):
         reject_values(X, X < 0, names, "Negative values in data cannot be Poisson counts")
 
     def log_prob(self, params, X):
+        X, missing = split_missing(X)
         log_rates = np.log(params.rates)
-        return X @ log_rates.T - params.rates.sum(axis=1) - gammaln(X + 1.0).sum(axis=1)[:, None]
+        rates = params.rates.sum(axis=1) if missing is None else (1.0 - missing) @ params.rates.T
+        return X @ log_rates.T - rates - gammaln(X + 1.0).sum(axis=1)[:, None]
 
     def accumulate(self, params, X, R):
-        return (R.T @ X,)
+        X, missing = split_missing(X)
+        sums = R.T @ X
+        if missing is not None:  # E_k[x_d] = λ_kd
+            sums = sums + missing_weights(R, missing, params) * params.rates
+        return (sums,)
 
     def m_step(self, sums, nk, params):
         return PoissonParams(np.maximum(safe_divide(sums[0], nk), self.min_rate))

@@ -35,8 +35,11 @@ class _Prefixed(Mapping):
         return sum(1 for _ in self)
 
 
-def _to_float(X: np.ndarray, labels: list[Any] | None) -> np.ndarray:
-    """Columns as float64; with ``labels`` a value that is not a number is named (else NaN)."""
+def _to_float(
+    X: np.ndarray, labels: list[Any] | None, allow_missing: bool = False
+) -> np.ndarray:
+    """Columns as float64; with ``labels`` a value that is not a number is named (else NaN);
+    None is NaN when ``allow_missing``."""
     try:
         return np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
@@ -46,7 +49,7 @@ def _to_float(X: np.ndarray, labels: list[Any] | None) -> np.ndarray:
         try:
             out[i, j] = float(value)
         except (TypeError, ValueError):
-            if labels is None:
+            if labels is None or (allow_missing and value is None):
                 out[i, j] = np.nan
                 continue
             raise InputError(
@@ -92,6 +95,7 @@ class Product(Family):
         bounds = np.cumsum([0] + [len(columns) for _, columns in parsed])
         self.slices = tuple(slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
         self.numeric_input = all(f.numeric_input for f, _ in parsed)
+        self.handles_missing = all(f.handles_missing for f, _ in parsed)
         self.positive_only = any(getattr(f, "positive_only", False) for f, _ in parsed)
         names = [f.name for f, _ in parsed]
         self.prefixes = tuple(
@@ -143,7 +147,9 @@ class Product(Family):
             blocks.append((family.configure(Xb), list(columns)))
         return Product(blocks)
 
-    def encode(self, X: Any, names: list[str] | None = None) -> np.ndarray:
+    def encode(
+        self, X: Any, names: list[str] | None = None, *, allow_missing: bool = False
+    ) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.order.size:
             raise InputError(
@@ -154,10 +160,15 @@ class Product(Family):
             labels = self._labels(columns, names)
             Xb = X[:, list(columns)]
             if family.numeric_input:
-                Xb = _to_float(Xb, labels)
-                reject_values(Xb, ~np.isfinite(Xb), labels,
-                              "Missing or infinite values in a numeric block")
-            encoded = family.encode(Xb, labels)
+                Xb = _to_float(Xb, labels, allow_missing)
+                reject_values(Xb, np.isinf(Xb), labels, "Infinite values in a numeric block")
+                if not allow_missing and np.isnan(Xb).any():
+                    i, j = np.argwhere(np.isnan(Xb))[0]
+                    raise InputError(
+                        f"column {labels[j]!r} has a missing value at row {i} (a numeric "
+                        "block); drop or impute those rows first"
+                    )
+            encoded = family.encode(Xb, labels, allow_missing=allow_missing)
             if encoded.shape != Xb.shape:
                 raise TypeError(f"{family!r}.encode must keep one column per input column")
             parts.append(encoded)

@@ -7,9 +7,10 @@ counts ``Σ_s w_s γ_{s,1}``, expected transition counts ``Σ_s w_s Σ_t ξ_t`` 
 ``family.accumulate(θ, X, γ·w)`` — the same code as a mixture's M-step statistics.  The M-step
 normalises the counts (zeros stay zeros: left-right topologies) and calls ``family.m_step``.
 
-Missing observations: a row with a NaN is marginalised (``b_k(x_t) = 1`` for every state: the
-chain moves on, the row adds nothing to the emission statistics).  Cells are marginalised only
-as whole rows.
+Missing observations: a row of NaN is marginalised (``b_k(x_t) = 1`` for every state: the
+chain moves on, the row adds nothing to the emission statistics).  A row with some NaN cells
+goes to the family, which marginalises them (``b_k(x_t)`` is the density of the observed cells;
+the cells add their expected statistics, :mod:`emkit.families.missing_cells`).
 """
 
 from __future__ import annotations
@@ -153,13 +154,14 @@ class HMMModel:
     def _accumulate(
         self, emission: Any, X: np.ndarray, R: np.ndarray, missing: np.ndarray
     ) -> tuple:
-        """``family.accumulate`` over row chunks (sums add); missing rows carry ``R = 0``."""
+        """``family.accumulate`` over row chunks (sums add); missing rows carry ``R = 0`` (and
+        zeros in place of NaN for a family that does not take NaN)."""
         total = None
         step = self._chunk()
         for a in range(0, X.shape[0], step):
             rows = slice(a, min(X.shape[0], a + step))
             Xc = X[rows]
-            if missing[rows].any():
+            if not self.emission.handles_missing and missing[rows].any():
                 Xc = np.where(missing[rows, None], 0.0, Xc).astype(X.dtype, copy=False)
             part = self.emission.accumulate(emission, Xc, R[rows])
             total = part if total is None else _add_nested(total, part)
@@ -317,7 +319,7 @@ class HMMModel:
         zero probabilities, where EM stays stuck); or random responsibilities.  Start and
         transitions uniform unless given."""
         observed = ~_missing_rows(data.X)
-        X, w, K = data.X[observed], data.weights[observed], self.n_states
+        X, w, K = _fill_cells(data.X[observed]), data.weights[observed], self.n_states
         if X.shape[0] < K:
             raise ValueError(
                 f"n_states={K} needs at least as many observed rows, got {X.shape[0]}"
@@ -385,7 +387,20 @@ def _add_nested(a: Any, b: Any) -> Any:
 
 
 def _missing_rows(X: np.ndarray) -> np.ndarray:
-    """Rows holding a NaN (marginalised as a whole)."""
+    """Rows with every cell NaN (marginalised as a whole; the family sees the others)."""
     if X.dtype.kind != "f":
         return np.zeros(X.shape[0], dtype=bool)
-    return np.isnan(X).any(axis=1)
+    return np.isnan(X).all(axis=1)
+
+
+def _fill_cells(X: np.ndarray) -> np.ndarray:
+    """NaN cells set to their column's observed median value (an observed value, so valid for
+    any family): the start needs complete rows, and the fit then marginalises the cells."""
+    missing = np.isnan(X) if X.dtype.kind == "f" else None
+    if missing is None or not missing.any():
+        return X
+    X = X.copy()
+    for j in np.flatnonzero(missing.any(axis=0)):
+        seen = X[~missing[:, j], j]
+        X[missing[:, j], j] = np.quantile(seen, 0.5, method="inverted_cdf") if seen.size else 0.0
+    return X

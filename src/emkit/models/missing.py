@@ -23,6 +23,14 @@ import numpy as np
 from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import Stats
 from emkit.families.covariance import CovarianceError, _upper_to_vector, _vector_to_upper
+from emkit.families.missing_cells import (
+    add_pattern_sums,
+    cholesky,
+    full_covariances,
+    gaussian_patterns,
+    missingness_patterns,
+    pattern_log_prob,
+)
 from emkit.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureStats
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -66,28 +74,6 @@ class Pattern:
     cond_cov: np.ndarray
 
 
-def missingness_patterns(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of the boolean ``mask`` (P, D) and each row's pattern index (n,)."""
-    if mask.shape[0] == 0:
-        return np.zeros((0, mask.shape[1]), dtype=bool), np.zeros(0, dtype=np.intp)
-    if mask.shape[1] <= 62:  # one integer key per row: a 1-D unique is much faster
-        keys = mask.astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1], dtype=np.int64))
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        return mask[first], inverse.reshape(-1)
-    unique, inverse = np.unique(mask, axis=0, return_inverse=True)
-    return unique, inverse.reshape(-1)
-
-
-def _cholesky(cov: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        raise CovarianceError(
-            "the covariance is not positive definite: some columns are (nearly) collinear or "
-            "have too few observed values; drop a column, or set reg_covar > 0"
-        ) from None
-
-
 def iter_patterns(params: MissingNormalParams, mask: np.ndarray) -> Iterator[Pattern]:
     """The patterns of a batch's NaN ``mask``, each with its conditional regression on ``params``.
 
@@ -102,7 +88,7 @@ def iter_patterns(params: MissingNormalParams, mask: np.ndarray) -> Iterator[Pat
         if obs.size == 0:
             continue
         rows = order[bounds[p] : bounds[p + 1]]
-        chol = _cholesky(cov[np.ix_(obs, obs)])
+        chol = cholesky(cov[np.ix_(obs, obs)])
         chol_inv = np.linalg.inv(chol)
         if miss.size:
             B = chol_inv.T @ (chol_inv @ cov[np.ix_(obs, miss)])
@@ -184,7 +170,7 @@ class MissingNormalModel:
 
     # --- SQUAREM coordinates: mean and the Cholesky factor of Σ with log diagonal ---------------
     def flatten(self, params: MissingNormalParams) -> np.ndarray:
-        upper = _cholesky(params.covariance).T
+        upper = cholesky(params.covariance).T
         return np.concatenate([params.mean, _upper_to_vector(upper)])
 
     def unflatten(self, vector: np.ndarray, like: MissingNormalParams) -> MissingNormalParams:
@@ -268,75 +254,6 @@ def _normal_noise(rng: np.random.Generator, cov: np.ndarray, n: int) -> np.ndarr
 # --------------------------------------------------------------------------------------------------
 
 
-def full_covariances(structure: Any, pc: np.ndarray, K: int, D: int) -> np.ndarray:
-    """Every component's covariance as a ``(K, D, D)`` stack, whatever the structure."""
-    cov = np.asarray(structure.covariances_from_cholesky(pc), dtype=np.float64)
-    if cov.ndim == 3:
-        return cov
-    if structure.name == "tied":
-        return np.broadcast_to(cov, (K, D, D)).copy()
-    if cov.ndim == 1:  # spherical
-        return cov[:, None, None] * np.eye(D)
-    return np.stack([np.diag(c) for c in cov])  # diag
-
-
-@dataclass(frozen=True)
-class MixturePattern:
-    """One pattern of a batch under a mixture: ``logp`` (n, K) of ``log π_k N(x_o | μ_k, Σ_k)``,
-    ``xhat`` (K, n, D) with missing cells at ``E_k[x_m | x_o]``, and ``cond`` (K, m, m)."""
-
-    rows: np.ndarray
-    obs: np.ndarray
-    miss: np.ndarray
-    logp: np.ndarray
-    xhat: np.ndarray
-    cond: np.ndarray
-
-
-def mixture_patterns(
-    log_weights: np.ndarray, means: np.ndarray, covs: np.ndarray, X: np.ndarray
-) -> Iterator[MixturePattern]:
-    """Per pattern of NaN in ``X``: joint log-densities of the observed cells and conditionals.
-
-    Rows with every cell missing get ``logp = log π_k`` and ``xhat = μ_k``.
-    """
-    K, D = means.shape
-    mask = np.isnan(X)
-    unique, inverse = missingness_patterns(mask)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(unique.shape[0] + 1))
-    for p, pattern in enumerate(unique):
-        obs, miss = np.flatnonzero(~pattern), np.flatnonzero(pattern)
-        rows = order[bounds[p] : bounds[p + 1]]
-        n = rows.size
-        logp = np.empty((n, K))
-        xhat = np.empty((K, n, D))
-        cond = np.empty((K, miss.size, miss.size))
-        Xo = X[np.ix_(rows, obs)]
-        for k in range(K):
-            cov = covs[k]
-            if obs.size == 0:
-                logp[:, k] = log_weights[k]
-                xhat[k] = means[k]
-                cond[k] = cov
-                continue
-            chol = _cholesky(cov[np.ix_(obs, obs)])
-            inv = np.linalg.inv(chol)
-            Z = Xo - means[k, obs]
-            Y = Z @ inv.T
-            log_det = 2.0 * np.log(np.diag(chol)).sum()
-            logp[:, k] = log_weights[k] - 0.5 * (
-                obs.size * LOG_2PI + log_det + np.einsum("ij,ij->i", Y, Y)
-            )
-            xhat[k][:, obs] = Xo
-            if miss.size:
-                B = inv.T @ (inv @ cov[np.ix_(obs, miss)])
-                xhat[k][:, miss] = means[k, miss] + Z @ B
-                c = cov[np.ix_(miss, miss)] - cov[np.ix_(miss, obs)] @ B
-                cond[k] = 0.5 * (c + c.T)
-        yield MixturePattern(rows, obs, miss, logp, xhat, cond)
-
-
 def _log_normalise(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     top = logp.max(axis=1, keepdims=True)
     norm = np.log(np.exp(logp - top).sum(axis=1, keepdims=True)) + top
@@ -361,7 +278,7 @@ def mixture_missing_stats(
     nk, sx = np.zeros(K), np.zeros((K, D))
     second = np.zeros(structure.second_moment_shape(K, D))
     loglik = weight = 0.0
-    for pat in mixture_patterns(log_weights, means, covs, X):
+    for pat in gaussian_patterns(log_weights, means, covs, X):
         if pat.obs.size == 0:
             continue
         wp = w[pat.rows]
@@ -369,36 +286,9 @@ def mixture_missing_stats(
         R = np.exp(log_resp) * wp[:, None]
         loglik += float(wp @ row_ll)
         weight += float(wp.sum())
-        rk = R.sum(axis=0)
-        nk += rk
-        xc = pat.xhat - origin  # (K, n, D)
-        sx += np.einsum("nk,knd->kd", R, xc)
-        m = pat.miss
-        for k in range(K):
-            if structure.name in ("full", "tied"):
-                block = (xc[k] * R[:, k : k + 1]).T @ xc[k]
-                if m.size:
-                    block[np.ix_(m, m)] += rk[k] * pat.cond[k]
-                if structure.name == "full":
-                    second[k] += block
-                else:
-                    second += block
-            else:
-                second[k] += R[:, k] @ np.square(xc[k])
-                if m.size:
-                    second[k, m] += rk[k] * np.diag(pat.cond[k])
+        nk += R.sum(axis=0)
+        add_pattern_sums(structure, pat, R, origin, sx, second)
     return loglik, weight, nk, sx, second
-
-
-def mixture_log_prob(
-    log_weights: np.ndarray, means: np.ndarray, covs: np.ndarray, X: np.ndarray
-) -> np.ndarray:
-    """``log π_k + log N(x_o | μ_k,o, Σ_k,oo)`` of every row on its observed cells, (n, K)."""
-    X = np.asarray(X, dtype=np.float64)
-    out = np.empty((X.shape[0], means.shape[0]))
-    for pat in mixture_patterns(log_weights, means, covs, X):
-        out[pat.rows] = pat.logp
-    return out
 
 
 def mixture_impute(
@@ -411,7 +301,7 @@ def mixture_impute(
     """NaN cells replaced by ``Σ_k p(k | x_o) E_k[x_m | x_o]``; with ``rng``: a component drawn
     from ``p(k | x_o)`` and then ``x_m`` from its conditional normal."""
     X = np.array(X, dtype=np.float64)
-    for pat in mixture_patterns(log_weights, means, covs, X):
+    for pat in gaussian_patterns(log_weights, means, covs, X):
         if not pat.miss.size:
             continue
         log_resp, _ = _log_normalise(pat.logp)
@@ -471,7 +361,7 @@ class MissingGaussianMixtureModel(GaussianMixtureModel):
         if not np.isnan(X).any():
             return super().component_log_prob(params, X)
         log_w, covs = self._pieces(params)
-        return mixture_log_prob(log_w, params.means, covs, X).astype(X.dtype)
+        return pattern_log_prob(log_w, params.means, covs, X).astype(X.dtype)
 
     def init(self, data: ArrayData, rng: np.random.Generator) -> Any:
         """The complete-data start on the rows with every cell observed (or, if too few,

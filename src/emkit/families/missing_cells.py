@@ -1,0 +1,206 @@
+"""Missing cells (NaN) inside rows, for the families that marginalise them.
+
+A family with ``handles_missing = True`` accepts NaN cells in ``log_prob`` and ``accumulate``:
+
+- ``log_prob`` is the density of the observed cells, ``log f(x_o | θ_k)`` (the missing cells
+  integrated out);
+- ``accumulate`` adds, for every missing cell, its *expected* sufficient statistics given the
+  observed cells under the current ``θ_k`` (the E-step of EM with the cells as latent data,
+  Little & Rubin 2002, ch. 8), so the M-step is unchanged and ``n_k`` still counts rows.
+
+Independent-column families need the cell's expectation under the component alone
+(``E_k[x_d]`` for Poisson, ``E_k[log x_d]`` for Gamma …): :func:`split_missing` and
+:func:`missing_weights` give each of them the pieces in two lines.  Gaussians with correlated
+columns need the conditional normal of the missing block given the observed one, per
+missingness pattern: :func:`gaussian_patterns`, :func:`pattern_log_prob` and
+:func:`conditional_sums`, shared with the Gaussian mixture with missing values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emkit.families.covariance import CovarianceError
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+# --- independent columns --------------------------------------------------------------------------
+def split_missing(X: np.ndarray, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(X with NaN cells set to fill, float64 mask of those cells)``; when no cell is missing,
+    ``X`` itself and ``None`` (the fast path costs one scan)."""
+    if X.dtype.kind != "f":
+        return X, None
+    mask = np.isnan(X)
+    if not mask.any():
+        return X, None
+    return np.where(mask, fill, X), mask.astype(np.float64)
+
+
+def missing_weights(R: np.ndarray, missing: np.ndarray, params: Any) -> np.ndarray:
+    """``Σ_n R_nk [x_nd missing]`` as ``(K, D)``: the weight of each component's expected cell
+    statistics.  They need current parameters, so a start (``params is None``) must not hold NaN."""
+    if params is None:
+        raise ValueError(
+            "missing cells need current parameters (their expected statistics); "
+            "start from rows without NaN or with the cells filled"
+        )
+    return np.asarray(R, dtype=np.float64).T @ missing
+
+
+# --- correlated Gaussian columns ------------------------------------------------------------------
+def missingness_patterns(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of the boolean ``mask`` (P, D) and each row's pattern index (n,)."""
+    if mask.shape[0] == 0:
+        return np.zeros((0, mask.shape[1]), dtype=bool), np.zeros(0, dtype=np.intp)
+    if mask.shape[1] <= 62:  # one integer key per row: a 1-D unique is much faster
+        keys = mask.astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1], dtype=np.int64))
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        return mask[first], inverse.reshape(-1)
+    unique, inverse = np.unique(mask, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)
+
+
+def cholesky(cov: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor, or a :class:`CovarianceError` saying what to change."""
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise CovarianceError(
+            "the covariance is not positive definite: some columns are (nearly) collinear or "
+            "have too few observed values; drop a column, or set reg_covar > 0"
+        ) from None
+
+
+def full_covariances(structure: Any, pc: np.ndarray, K: int, D: int) -> np.ndarray:
+    """Every component's covariance as a ``(K, D, D)`` stack, whatever the structure."""
+    cov = np.asarray(structure.covariances_from_cholesky(pc), dtype=np.float64)
+    if cov.ndim == 3:
+        return cov
+    if structure.name == "tied":
+        return np.broadcast_to(cov, (K, D, D)).copy()
+    if cov.ndim == 1:  # spherical
+        return cov[:, None, None] * np.eye(D)
+    return np.stack([np.diag(c) for c in cov])  # diag
+
+
+@dataclass(frozen=True)
+class GaussianPattern:
+    """One missingness pattern under K Gaussians: ``logp`` (n, K) of ``log N(x_o | μ_k, Σ_k)``
+    (plus the given log-weights), ``xhat`` (K, n, D) with missing cells at ``E_k[x_m | x_o]``,
+    and ``cond`` (K, m, m) the conditional covariances of the missing block."""
+
+    rows: np.ndarray
+    obs: np.ndarray
+    miss: np.ndarray
+    logp: np.ndarray
+    xhat: np.ndarray
+    cond: np.ndarray
+
+
+def gaussian_patterns(
+    log_weights: np.ndarray, means: np.ndarray, covs: np.ndarray, X: np.ndarray
+) -> Iterator[GaussianPattern]:
+    """Per pattern of NaN in ``X``: joint log-densities of the observed cells and conditionals,
+    ``x̂_m = μ_m + (x_o − μ_o) Σ_oo⁻¹ Σ_om``, ``C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om``.
+
+    Rows with every cell missing get ``logp = log π_k``, ``xhat = μ_k`` and ``cond = Σ_k``.
+    """
+    K, D = means.shape
+    mask = np.isnan(X)
+    unique, inverse = missingness_patterns(mask)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(unique.shape[0] + 1))
+    for p, pattern in enumerate(unique):
+        obs, miss = np.flatnonzero(~pattern), np.flatnonzero(pattern)
+        rows = order[bounds[p] : bounds[p + 1]]
+        n = rows.size
+        logp = np.empty((n, K))
+        xhat = np.empty((K, n, D))
+        cond = np.empty((K, miss.size, miss.size))
+        Xo = X[np.ix_(rows, obs)]
+        for k in range(K):
+            cov = covs[k]
+            if obs.size == 0:
+                logp[:, k] = log_weights[k]
+                xhat[k] = means[k]
+                cond[k] = cov
+                continue
+            chol = cholesky(cov[np.ix_(obs, obs)])
+            inv = np.linalg.inv(chol)
+            Z = Xo - means[k, obs]
+            Y = Z @ inv.T
+            log_det = 2.0 * np.log(np.diag(chol)).sum()
+            logp[:, k] = log_weights[k] - 0.5 * (
+                obs.size * LOG_2PI + log_det + np.einsum("ij,ij->i", Y, Y)
+            )
+            xhat[k][:, obs] = Xo
+            if miss.size:
+                B = inv.T @ (inv @ cov[np.ix_(obs, miss)])
+                xhat[k][:, miss] = means[k, miss] + Z @ B
+                c = cov[np.ix_(miss, miss)] - cov[np.ix_(miss, obs)] @ B
+                cond[k] = 0.5 * (c + c.T)
+        yield GaussianPattern(rows, obs, miss, logp, xhat, cond)
+
+
+def pattern_log_prob(
+    log_weights: np.ndarray, means: np.ndarray, covs: np.ndarray, X: np.ndarray
+) -> np.ndarray:
+    """``log π_k + log N(x_o | μ_k,o, Σ_k,oo)`` of every row on its observed cells, (n, K)."""
+    X = np.asarray(X, dtype=np.float64)
+    out = np.empty((X.shape[0], means.shape[0]))
+    for pat in gaussian_patterns(log_weights, means, covs, X):
+        out[pat.rows] = pat.logp
+    return out
+
+
+def add_pattern_sums(
+    structure: Any,
+    pat: GaussianPattern,
+    R: np.ndarray,
+    origin: np.ndarray,
+    sx: np.ndarray,
+    second: np.ndarray,
+) -> None:
+    """Add one pattern's ``Σ R x̂_k`` and second moments ``Σ R (x̂_k x̂_kᵀ + C_k)`` (about
+    ``origin``, in the structure's shape: full ``(K,D,D)``, tied ``(D,D)``, diag/spherical
+    ``(K,D)`` diagonals) into ``sx`` and ``second``; ``R`` (n, K) weights the pattern's rows."""
+    rk = R.sum(axis=0)
+    xc = pat.xhat - origin  # (K, n, D)
+    sx += np.einsum("nk,knd->kd", R, xc)
+    m = pat.miss
+    for k in range(R.shape[1]):
+        if structure.name in ("full", "tied"):
+            block = (xc[k] * R[:, k : k + 1]).T @ xc[k]
+            if m.size:
+                block[np.ix_(m, m)] += rk[k] * pat.cond[k]
+            if structure.name == "full":
+                second[k] += block
+            else:
+                second += block
+        else:
+            second[k] += R[:, k] @ np.square(xc[k])
+            if m.size:
+                second[k, m] += rk[k] * np.diag(pat.cond[k])
+
+
+def conditional_sums(
+    structure: Any,
+    means: np.ndarray,
+    covs: np.ndarray,
+    X: np.ndarray,
+    R: np.ndarray,
+    origin: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(Σ_n R_nk x̂_nk, Σ_n R_nk (x̂_nk x̂_nkᵀ + C_nk))`` about ``origin`` for rows with NaN,
+    given weights ``R`` (n, K) from elsewhere (an HMM's posteriors)."""
+    K, D = means.shape
+    sx, second = np.zeros((K, D)), np.zeros(structure.second_moment_shape(K, D))
+    R = np.asarray(R, dtype=np.float64)
+    for pat in gaussian_patterns(np.zeros(K), means, covs, np.asarray(X, dtype=np.float64)):
+        add_pattern_sums(structure, pat, R[pat.rows], origin, sx, second)
+    return sx, second
