@@ -342,7 +342,7 @@ def test_fit_mixture_negative_weights(runner, tmp_path):
 
 
 def test_fit_mixture_lists_the_families(runner):
-    from emkit.cli import _family_choices
+    from emkit.cli._common import _family_choices
 
     help_text = runner.invoke(main, ["fit", "mixture", "--help"]).output
     assert "poisson" in _family_choices()

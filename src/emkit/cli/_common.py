@@ -1,0 +1,255 @@
+"""What the ``emkit`` commands share: consoles, error reporting, reading data, warnings and
+progress, saving models."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.text import Text
+
+from emkit._tabular import read_table
+from emkit._validation import InputError
+from emkit.engine.loop import NumericalError
+from emkit.io import ModelFileError, save
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    ModelFileError,
+    ValueError,
+    OSError,
+    NumericalError,
+)
+EXIT_USER_ERROR = 2
+_COVARIANCES = ("full", "tied", "diag", "spherical")
+
+
+def _stdout() -> Console:
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _error(exc: BaseException) -> None:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and exc.filename and "No such file" in message:
+        message = f"no such file: {exc.filename}"
+    _stderr().print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+
+
+class _Group(click.Group):
+    """A group that turns user errors anywhere below it into ``error: ...`` and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            _error(exc)
+            ctx.exit(EXIT_USER_ERROR)
+
+
+def _split_columns(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    if not names:
+        raise InputError("--columns is empty: give column names separated by commas")
+    return names
+
+
+def _list(items: Sequence[Any], limit: int = 8) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _require_complete(X: np.ndarray, names: Sequence[str], path: Path) -> None:
+    """Name the rows and columns with missing (empty, NA) or infinite values."""
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad.any(axis=1)) + 1
+    cols = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
+    raise InputError(
+        f"{path}: {rows.size} row(s) have missing or infinite values: data rows "
+        f"{_list(rows.tolist())} (counting from 1 below the header), in column(s) "
+        f"{_list([repr(c) for c in cols])}; drop or impute those rows first"
+    )
+
+
+@contextlib.contextmanager
+def _reported_warnings() -> Iterator[None]:
+    """Show warnings raised inside (non-convergence, collapsed components) as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            _stderr().print(Text(f"warning: {text}", style="yellow"), soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _fit_progress(
+    enabled: bool, max_iter: int, n_init: int
+) -> Iterator[Callable[[int, float], None] | None]:
+    """A transient rich progress bar fed by the engine's ``callback(iteration, mean_loglik)``."""
+    console = _stderr()
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("EM", total=max(1, max_iter * n_init))
+        state = {"restart": 0, "last": 0}
+
+        def callback(iteration: int, mean_loglik: float) -> None:
+            if iteration <= state["last"]:
+                state["restart"] += 1
+            state["last"] = iteration
+            run = f"run {state['restart'] + 1}/{n_init} " if n_init > 1 else ""
+            progress.update(
+                task,
+                completed=state["restart"] * max_iter + iteration,
+                description=f"EM {run}mean log-lik {mean_loglik:.6g}",
+            )
+
+        yield callback
+
+
+def _family_choices() -> list[str]:
+    """Families that can be made from their name alone (the CLI's ``--family`` values)."""
+    from emkit.families import FAMILIES, make_family
+
+    names = []
+    for name in sorted(FAMILIES):
+        try:
+            make_family(name)
+        except (TypeError, ValueError):
+            continue  # needs arguments (e.g. a product of column blocks)
+        names.append(name)
+    return names
+
+
+def _text_family(families: Sequence[str]) -> bool:
+    from emkit.families import make_family
+
+    return any(not make_family(f).numeric_input for f in families)
+
+
+def _missing_cells(X: np.ndarray) -> np.ndarray:
+    """Boolean mask of missing cells: NaN / inf in numeric tables, NaN or None in text ones."""
+    if X.dtype != object:
+        return ~np.isfinite(X)
+    if not X.size:
+        return np.zeros(X.shape, dtype=bool)
+    missing = np.vectorize(
+        lambda v: v is None or (isinstance(v, float) and not np.isfinite(v)), otypes=[bool]
+    )
+    return missing(X)
+
+
+def _require_complete_cells(X: np.ndarray, names: Sequence[str], path: Path) -> None:
+    """Like :func:`_require_complete` for numeric or text (object) tables."""
+    if X.dtype != object:
+        _require_complete(X, names, path)
+        return
+    bad = _missing_cells(X)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad.any(axis=1)) + 1
+    cols = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
+    raise InputError(
+        f"{path}: {rows.size} row(s) have missing values: data rows {_list(rows.tolist())} "
+        f"(counting from 1 below the header), in column(s) {_list([repr(c) for c in cols])}; "
+        "drop those rows first"
+    )
+
+
+def _read_data(
+    data: Path, columns: str | None, weights: str | None, text: bool, drop_missing: bool = False
+) -> tuple[np.ndarray, list[str], np.ndarray | None, str]:
+    """The model columns (all but ``weights`` by default), the weights column of DATA, and a
+    note; rows with a missing cell are an error, or dropped (the note says so) if
+    ``drop_missing``."""
+    selected = _split_columns(columns)
+    if weights is not None:
+        if selected is not None and weights in selected:
+            raise InputError(f"--weights column {weights!r} is also in --columns; list it once")
+        if selected is None:
+            from emkit._tabular import read_table as _read
+
+            _, every = _read(data, text=True)
+            selected = [c for c in every if c != weights]
+            if len(selected) == len(every):
+                raise InputError(
+                    f"{data} has no column {weights!r}; available columns: {', '.join(every)}"
+                )
+            if not selected:
+                raise InputError(f"{data} has no column besides the --weights column {weights!r}")
+    X, names = read_table(data, selected, text=text)
+    w = read_table(data, [weights])[0][:, 0] if weights is not None else None
+    note = ""
+    if drop_missing:
+        keep = ~_missing_cells(X).any(axis=1)
+        if w is not None:
+            keep &= np.isfinite(w)
+        if not keep.all():
+            dropped = np.flatnonzero(~keep) + 1
+            note = (f"dropped {dropped.size} row(s) with missing values (data rows "
+                    f"{_list(dropped.tolist())})")
+            X, w = X[keep], (w[keep] if w is not None else None)
+        if X.shape[0] == 0:
+            raise InputError(f"{data}: every row has a missing value")
+    _require_complete_cells(X, names, data)
+    if w is None:
+        return X, names, None, note
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        raise InputError(
+            f"{data}: the --weights column {weights!r} must hold non-negative numbers; data row "
+            f"{bad[0] + 1} holds {w[bad[0]]!r}"
+        )
+    if not w.sum() > 0:
+        raise InputError(f"{data}: the --weights column {weights!r} sums to zero")
+    return X, names, w, note
+
+
+def _print_note(note: str) -> None:
+    if note:
+        _stderr().print(Text(f"note: {note}", style="yellow"), soft_wrap=True)
+
+
+_COLUMN_INDEX = re.compile(r"\bcolumn (\d+)\b")
+
+
+def _with_column_names(exc: InputError, names: Sequence[str]) -> InputError:
+    """The error with ``column 3`` written as the file's ``column 'name'`` (the estimator is
+    fitted on a plain array, so it only knows positions)."""
+
+    def name(match: re.Match[str]) -> str:
+        j = int(match.group(1))
+        return f"column {names[j]!r}" if j < len(names) else match.group(0)
+
+    return type(exc)(_COLUMN_INDEX.sub(name, str(exc)))
+
+
+def _save_model(estimator: Any, names: Sequence[str], output: Path) -> None:
+    """Save with the column names, so `predict` / `detect` select the same columns by name."""
+    estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    try:
+        save(estimator, output)
+    except TypeError as exc:  # an estimator the model-file format does not know yet
+        raise InputError(str(exc)) from None

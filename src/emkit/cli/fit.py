@@ -1,0 +1,201 @@
+"""``emkit fit gmm`` and ``emkit fit mixture``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from emkit._tabular import read_table
+from emkit._validation import InputError
+from emkit.cli._common import (
+    _COVARIANCES,
+    _family_choices,
+    _fit_progress,
+    _Group,
+    _print_note,
+    _read_data,
+    _reported_warnings,
+    _require_complete,
+    _save_model,
+    _split_columns,
+    _stdout,
+    _text_family,
+    _with_column_names,
+)
+from emkit.cli._report import (
+    _fit_summary,
+    _mixture_summary,
+    _save_plot,
+)
+from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.io import save
+from emkit.models.gaussian_mixture import INIT_METHODS
+
+_DEFAULTS = GaussianMixture().get_params()
+
+
+@click.group("fit", cls=_Group)
+def fit_group() -> None:
+    """Fit a model to a CSV (with a header row) or Parquet file."""
+
+
+@fit_group.command("gmm")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-k", "--components", "n_components", type=click.IntRange(min=1), required=True,
+              help="Number of mixture components K.")
+@click.option("--covariance", type=click.Choice(_COVARIANCES), default="full", show_default=True,
+              help="Covariance structure of the components.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the fitted model here (.emk).")
+@click.option("--columns", help="Comma-separated columns to use (default: all).")
+@click.option("--n-init", type=click.IntRange(min=1), default=_DEFAULTS["n_init"],
+              show_default=True, help="EM runs from different starts; the best is kept.")
+@click.option("--max-iter", type=click.IntRange(min=0), default=_DEFAULTS["max_iter"],
+              show_default=True, help="Most EM iterations per run.")
+@click.option("--tol", type=click.FloatRange(min=0.0), default=_DEFAULTS["tol"],
+              show_default=True,
+              help="Stop when the mean log-likelihood changes by at most tol·(1+|ℓ|).")
+@click.option("--init", "init_params", type=click.Choice(INIT_METHODS),
+              default=_DEFAULTS["init_params"], show_default=True, help="How starts are drawn.")
+@click.option("--seed", type=int, default=None, help="Random seed (reproducible fits).")
+@click.option("--squarem", is_flag=True, help="Accelerate EM with SQUAREM.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG of the fit here.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def fit_gmm(
+    data: Path,
+    n_components: int,
+    covariance: str,
+    output: Path | None,
+    columns: str | None,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    init_params: str,
+    seed: int | None,
+    squarem: bool,
+    plot_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Fit a Gaussian mixture to the numeric columns of DATA."""
+    X, names = read_table(data, _split_columns(columns))
+    _require_complete(X, names, data)
+    estimator = GaussianMixture(
+        n_components=n_components,
+        covariance_type=covariance,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        init_params=init_params,
+        random_state=seed,
+        accelerate="squarem" if squarem else "none",
+    )
+    with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
+        estimator.fit(X, callback=callback)
+    out = _stdout()
+    if not quiet:
+        for table in _fit_summary(estimator, X, names, str(data)):
+            out.print(table)
+    if plot_path is not None:
+        _save_plot(estimator, X, names, plot_path)
+        if not quiet:
+            out.print(f"plot saved to {plot_path}")
+    if output is not None:
+        # Fitted on a plain array; the column names go with the model so `predict` can select
+        # the same columns by name (scikit-learn's attribute for it).
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+        save(estimator, output)
+        if not quiet:
+            out.print(f"model saved to {output}")
+
+
+@fit_group.command("mixture")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--family", type=click.Choice(_family_choices()), required=True,
+              help="Component family.")
+@click.option("-k", "--components", "n_components", type=click.IntRange(min=1), required=True,
+              help="Number of mixture components K.")
+@click.option("--columns", help="Comma-separated columns to use (default: all but --weights).")
+@click.option("--weights", "weights", metavar="COLUMN",
+              help="Column of row weights (e.g. how often each row was observed).")
+@click.option("--drop-missing", is_flag=True,
+              help="Drop rows with a missing cell (default: they are an error).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the fitted model here (.emk).")
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,
+              help="EM runs from different starts; the best is kept.")
+@click.option("--short-runs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="emEM: start each run from the best of this many short EM runs.")
+@click.option("--max-iter", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Most EM iterations per run.")
+@click.option("--tol", type=click.FloatRange(min=0.0), default=1e-5, show_default=True,
+              help="Stop when the mean log-likelihood changes by at most tol·(1+|ℓ|).")
+@click.option("--init", "init_params", type=click.Choice(("k-means++", "random",
+              "random_from_data")), default="k-means++", show_default=True,
+              help="How starts are drawn.")
+@click.option("--seed", type=int, default=None, help="Random seed (reproducible fits).")
+@click.option("--squarem", is_flag=True, help="Accelerate EM with SQUAREM.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a PNG of the fit here (one column: histogram or bar chart with the "
+                   "mixture and its components).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def fit_mixture(
+    data: Path,
+    family: str,
+    n_components: int,
+    columns: str | None,
+    weights: str | None,
+    drop_missing: bool,
+    output: Path | None,
+    n_init: int,
+    short_runs: int,
+    max_iter: int,
+    tol: float,
+    init_params: str,
+    seed: int | None,
+    squarem: bool,
+    plot_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Fit a mixture of FAMILY components to the columns of DATA."""
+    from emkit.estimators.mixture import MixtureModel
+
+    text = _text_family([family])
+    X, names, w, note = _read_data(data, columns, weights, text, drop_missing)
+    if plot_path is not None and text and X.shape[1] > 1:
+        raise InputError("--plot draws one categorical column; select it with --columns")
+    _print_note(note)
+    estimator = MixtureModel(
+        family,
+        n_components,
+        n_init=n_init,
+        short_runs=short_runs,
+        max_iter=max_iter,
+        tol=tol,
+        init_params=init_params,
+        random_state=seed,
+        accelerate="squarem" if squarem else "none",
+    )
+    with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
+        try:
+            estimator.fit(X, sample_weight=w, callback=callback)
+        except InputError as exc:
+            raise _with_column_names(exc, names) from None
+    out = _stdout()
+    if not quiet:
+        for table in _mixture_summary(estimator, X, names, str(data), w):
+            out.print(table)
+    if plot_path is not None:
+        from emkit.plotting import new_figure, plot_mixture, save_figure
+
+        fig, ax = new_figure(figsize=(7.2, 5.4))
+        plot_mixture(estimator, X, feature_names=names, ax=ax, sample_weight=w)
+        save_figure(fig, plot_path)
+        if not quiet:
+            out.print(f"plot saved to {plot_path}")
+    if output is not None:
+        _save_model(estimator, names, output)
+        if not quiet:
+            out.print(f"model saved to {output}")
