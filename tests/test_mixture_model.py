@@ -258,8 +258,11 @@ def test_unseen_category_at_predict_time_is_named() -> None:
         r"\(categories: 'Daily', 'Never'",
     ):
         model.predict(new)
-    with pytest.raises(InputError, match="column 'sport' has a missing value at row 0"):
-        model.predict(pd.DataFrame({"smoke": ["Never"], "sport": [None]}))
+    # a missing answer is marginalised: the posterior rests on the answered question alone
+    proba = model.predict_proba(pd.DataFrame({"smoke": ["Never"], "sport": [None]}))[0]
+    never = model.family_.categories[0].index("Never")
+    joint = model.weights_ * model.probabilities_[:, 0, never]
+    np.testing.assert_allclose(proba, joint / joint.sum(), rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from emkit._validation import InputError, check_sample_weight, check_X
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator
 from emkit.estimators._mixture import MixtureInference
+from emkit.estimators.missing import check_incomplete
 from emkit.families import Family, make_family
 from emkit.models.mixture import MIXTURE_INITS, FamilyMixture, MixtureParams
 
@@ -26,6 +27,10 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     family's parameter object, or a dict of its fields such as ``{"rates": [[1.0], [2.5]]}``);
     ``short_runs`` > 0 starts every run from the best of that many short EM runs of at most
     ``short_iter`` iterations (emEM).
+
+    Missing cells (NaN, or None in categorical input) are marginalised for every family but
+    Student-t: a row's density is that of its observed cells, and the M-step counts each
+    missing cell at its expected statistics (rows with nothing observed are left out).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         family = make_family(self.family)
         tags.input_tags.positive_only = bool(getattr(family, "positive_only", False))
         tags.input_tags.string = not family.numeric_input
+        tags.input_tags.allow_nan = family.handles_missing
         return tags
 
     # --- fitting ---------------------------------------------------------------------------------
@@ -91,22 +97,32 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         raw = self._validate(family, X, reset=not warm)
         if not warm:
             family = family.configure(raw)
-        Xf = family.encode(raw, self._names())
-        family.check(Xf, self._names())
+        Xf = self._encode(family, raw)
+        w = check_sample_weight(sample_weight, Xf)
+        if np.isnan(Xf).any():  # rows with nothing observed are left out (EmptyRowsWarning)
+            keep = check_incomplete(Xf, w, self._names(), min_observed=1)
+            Xf, w = Xf[keep], w[keep]
         if Xf.shape[0] < self.n_components:
             raise InputError(
                 f"n_components={self.n_components} needs at least as many samples, "
                 f"got {Xf.shape[0]}"
             )
-        w = check_sample_weight(sample_weight, Xf)
         self._family, self.family_config_ = family, family.config()
         model = self._engine_model()
         self._run_engine(model, ArrayData(Xf, w), callback)
         return self
 
+    def _encode(self, family: Family, raw: np.ndarray) -> np.ndarray:
+        """The family's float codes; missing cells (NaN, None) become NaN when the family
+        marginalises them and are an error otherwise."""
+        names = self._names()
+        Xf = family.encode(raw, names, allow_missing=family.handles_missing)
+        family.check(Xf, names)
+        return Xf
+
     def _validate(self, family: Family, X: Any, reset: bool) -> np.ndarray:
         if family.numeric_input:
-            return check_X(self, X, reset=reset)
+            return check_X(self, X, reset=reset, allow_nan=family.handles_missing)
         from sklearn.utils.validation import validate_data
 
         arr = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
@@ -186,10 +202,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         return self._engine_model()
 
     def _check_predict_X(self, X: Any) -> np.ndarray:
-        raw = self._validate(self.family_, X, reset=False)
-        Xf = self.family_.encode(raw, self._names())
-        self.family_.check(Xf, self._names())
-        return Xf
+        return self._encode(self.family_, self._validate(self.family_, X, reset=False))
 
     def _sample_component(self, rng: np.random.Generator, k: int, n: int) -> np.ndarray:
         return self.family_.sample(self.components_, k, n, rng)

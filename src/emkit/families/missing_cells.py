@@ -52,6 +52,19 @@ def missing_weights(R: np.ndarray, missing: np.ndarray, params: Any) -> np.ndarr
     return np.asarray(R, dtype=np.float64).T @ missing
 
 
+def fill_missing_cells(X: np.ndarray) -> np.ndarray:
+    """NaN cells set to their column's observed median (an observed value, so valid for any
+    family): starts need complete rows; the fit then marginalises the cells."""
+    missing = np.isnan(X) if X.dtype.kind == "f" else None
+    if missing is None or not missing.any():
+        return X
+    X = X.copy()
+    for j in np.flatnonzero(missing.any(axis=0)):
+        seen = X[~missing[:, j], j]
+        X[missing[:, j], j] = np.quantile(seen, 0.5, method="inverted_cdf") if seen.size else 0.0
+    return X
+
+
 # --- correlated Gaussian columns ------------------------------------------------------------------
 def missingness_patterns(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of the boolean ``mask`` (P, D) and each row's pattern index (n,)."""

@@ -24,6 +24,7 @@ import numpy as np
 from emkit.engine.data import SequenceBatch, SequenceData
 from emkit.engine.stats import Stats
 from emkit.families.base import Family
+from emkit.families.missing_cells import fill_missing_cells
 from emkit.models._hmm_kernels import forward_backward, sample_states, viterbi
 from emkit.models.gaussian_mixture import ComponentCollapseWarning
 from emkit.models.mixture import starting_responsibilities
@@ -319,7 +320,7 @@ class HMMModel:
         zero probabilities, where EM stays stuck); or random responsibilities.  Start and
         transitions uniform unless given."""
         observed = ~_missing_rows(data.X)
-        X, w, K = _fill_cells(data.X[observed]), data.weights[observed], self.n_states
+        X, w, K = fill_missing_cells(data.X[observed]), data.weights[observed], self.n_states
         if X.shape[0] < K:
             raise ValueError(
                 f"n_states={K} needs at least as many observed rows, got {X.shape[0]}"
@@ -392,15 +393,3 @@ def _missing_rows(X: np.ndarray) -> np.ndarray:
         return np.zeros(X.shape[0], dtype=bool)
     return np.isnan(X).all(axis=1)
 
-
-def _fill_cells(X: np.ndarray) -> np.ndarray:
-    """NaN cells set to their column's observed median value (an observed value, so valid for
-    any family): the start needs complete rows, and the fit then marginalises the cells."""
-    missing = np.isnan(X) if X.dtype.kind == "f" else None
-    if missing is None or not missing.any():
-        return X
-    X = X.copy()
-    for j in np.flatnonzero(missing.any(axis=0)):
-        seen = X[~missing[:, j], j]
-        X[missing[:, j], j] = np.quantile(seen, 0.5, method="inverted_cdf") if seen.size else 0.0
-    return X

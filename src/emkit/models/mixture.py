@@ -12,6 +12,7 @@ from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import Stats
 from emkit.families._mixture_kernels import normalize_rows
 from emkit.families.base import Family
+from emkit.families.missing_cells import fill_missing_cells
 from emkit.models.gaussian_mixture import ComponentCollapseWarning
 
 MIXTURE_INITS = ("k-means++", "random", "random_from_data")
@@ -138,20 +139,21 @@ class FamilyMixture:
     # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> MixtureParams:
         """One M-step on a starting partition (see :func:`starting_responsibilities`)."""
-        features = self.family.init_features(data.X) if self.init_method != "random" else None
+        X = fill_missing_cells(data.X)
+        features = self.family.init_features(X) if self.init_method != "random" else None
         R = starting_responsibilities(
             features, data.weights, self.n_components, self.init_method, rng, data.n_rows
         )
         return self.from_resp(data, R)
 
     def from_resp(self, data: ArrayData, resp: np.ndarray) -> MixtureParams:
-        """One M-step on responsibilities ``resp`` (rows sum to one)."""
+        """One M-step on responsibilities ``resp`` (rows sum to one; NaN cells filled first)."""
         R = resp * data.weights[:, None]
         stats = MixtureStats(
             loglik=0.0,
             weight=float(data.weights.sum()),
             nk=R.sum(axis=0),
-            sums=self.family.accumulate(None, data.X, R),
+            sums=self.family.accumulate(None, fill_missing_cells(data.X), R),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ComponentCollapseWarning)
