@@ -4,6 +4,7 @@ Every user error (bad file, bad column, bad option value, unreadable model) prin
 ``error: ...`` line on stderr and exits with status 2; no traceback.
 
 One module per command area: :mod:`~emkit.cli.fit` (``fit gmm``, ``fit mixture``),
+:mod:`~emkit.cli.hmm` (``fit hmm``; HMM files in ``predict`` and ``info``),
 :mod:`~emkit.cli.select`, :mod:`~emkit.cli.predict` (``predict``, ``detect``, ``info``),
 :mod:`~emkit.cli.impute`, :mod:`~emkit.cli.regimes` and :mod:`~emkit.cli.demo`; what they
 share is in :mod:`~emkit.cli._common` and :mod:`~emkit.cli._report`.

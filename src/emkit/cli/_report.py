@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from emkit.cli._common import (
@@ -29,41 +30,69 @@ def _standard_deviations(estimator: GaussianMixture) -> np.ndarray:
 def _component_table(estimator: Any, names: Sequence[str] | None) -> Table:
     if not hasattr(estimator, "means_"):
         return _family_component_table(estimator, names)
-    means = np.asarray(estimator.means_)
-    K, D = means.shape
-    names = list(names) if names is not None else [f"x{j}" for j in range(D)]
-    sds = _standard_deviations(estimator)
-    shown = min(D, _MAX_FEATURES_SHOWN)
-    more = f" (first {shown} of {D} features)" if D > shown else ""
-    table = Table(title=f"components: mean (sd) per feature{more}", title_justify="left")
+    D = np.asarray(estimator.means_).shape[1]
+    table = Table(title=f"components: mean (sd) per feature{_first_features(D)}",
+                  title_justify="left")
     table.add_column("k", justify="right")
     table.add_column("weight", justify="right")
-    for j in range(shown):
-        table.add_column(str(names[j]), justify="right")
-    for k in range(K):
-        cells = [f"{means[k, j]:#.5g} ({sds[k, j]:#.3g})" for j in range(shown)]
-        table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *cells)
+    cells = _gaussian_columns(table, estimator.means_, _standard_deviations(estimator), names)
+    for k in range(len(estimator.weights_)):
+        table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *(cell(k) for cell in cells))
     return table
 
 
-def _family_component_table(estimator: Any, names: Sequence[str] | None) -> Table:
-    """Weights and the family's named parameter arrays (``describe``), one row per component.
+def _first_features(D: int) -> str:
+    shown = min(D, _MAX_FEATURES_SHOWN)
+    return f" (first {shown} of {D} features)" if D > shown else ""
 
-    An array ``(K,)`` is one column; ``(K, D)`` one column per feature; ``(K, D, C)`` (e.g.
-    category probabilities) one column per feature listing its values, labelled by the
-    family's ``categories`` where its config names them.
-    """
+
+def _gaussian_columns(
+    table: Table, means: Any, sds: Any, names: Sequence[str] | None
+) -> list[Callable[[int], str]]:
+    """One column per feature (the first few) holding ``mean (sd)``; the cell makers by row."""
+    means, sds = np.asarray(means), np.asarray(sds)
+    D = means.shape[1]
+    names = list(names) if names is not None else [f"x{j}" for j in range(D)]
+    cells: list[Callable[[int], str]] = []
+    for j in range(min(D, _MAX_FEATURES_SHOWN)):
+        table.add_column(escape(str(names[j])), justify="right")
+        cells.append(lambda k, j=j: f"{means[k, j]:#.5g} ({sds[k, j]:#.3g})")
+    return cells
+
+
+def _family_component_table(estimator: Any, names: Sequence[str] | None) -> Table:
+    """Weights and the family's named parameter arrays (``describe``), one row per component."""
     family = estimator.family_
     described = family.describe(estimator.components_)
-    K = len(estimator.weights_)
-    D = int(getattr(estimator, "n_features_in_", 0)) or None
-    names = list(names) if names is not None else None
-    labels = family.config().get("categories")
     single = len(described) == 1
     title = f"components: {next(iter(described))}" if single else f"{family.name} components"
     table = Table(title=title, title_justify="left")
     table.add_column("k", justify="right")
     table.add_column("weight", justify="right")
+    D = int(getattr(estimator, "n_features_in_", 0)) or None
+    cells = _family_columns(table, family, described, names, D)
+    for k in range(len(estimator.weights_)):
+        table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *(cell(k) for cell in cells))
+    return table
+
+
+def _family_columns(
+    table: Table,
+    family: Any,
+    described: dict[str, Any],
+    names: Sequence[str] | None,
+    D: int | None,
+) -> list[Callable[[int], str]]:
+    """Columns for a family's named parameter arrays (``describe``); the cell makers by row.
+
+    An array ``(K,)`` is one column; ``(K, D)`` one column per feature; ``(K, D, C)`` (e.g.
+    category probabilities) one column per feature listing its values, labelled by the
+    family's ``categories`` where its config names them.  With one array the columns are
+    named by feature alone, otherwise ``name [feature]``.
+    """
+    names = list(names) if names is not None else None
+    labels = family.config().get("categories")
+    single = len(described) == 1
     columns: list[Callable[[int], str]] = []
     for key, value in described.items():
         arr = np.asarray(value)
@@ -75,15 +104,14 @@ def _family_component_table(estimator: Any, names: Sequence[str] | None) -> Tabl
         shown = min(width, _MAX_FEATURES_SHOWN)
         for j in range(shown):
             feature = names[j] if names is not None and width == D and j < len(names) else j
-            table.add_column(str(feature) if single else f"{key} [{feature}]", justify="right")
+            header = str(feature) if single else f"{key} [{feature}]"
+            table.add_column(escape(header), justify="right")  # [..] is not rich markup
             if arr.ndim == 2:
                 columns.append(lambda k, a=arr, j=j: f"{a[k, j]:#.5g}")
             else:
                 cats = labels[j] if isinstance(labels, list) and j < len(labels) else None
                 columns.append(lambda k, a=arr, j=j, c=cats: _vector_cell(a[k, j], c))
-    for k in range(K):
-        table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *(cell(k) for cell in columns))
-    return table
+    return columns
 
 
 def _vector_cell(values: np.ndarray, labels: Sequence[Any] | None) -> str:

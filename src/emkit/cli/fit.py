@@ -1,4 +1,4 @@
-"""``emkit fit gmm`` and ``emkit fit mixture``."""
+"""``emkit fit gmm`` and ``emkit fit mixture`` (``emkit fit hmm`` is in :mod:`emkit.cli.hmm`)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from emkit.cli._report import (
     _mixture_summary,
     _save_plot,
 )
+from emkit.cli.hmm import fit_hmm
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.io import save
 from emkit.models.gaussian_mixture import INIT_METHODS
@@ -39,6 +40,9 @@ _DEFAULTS = GaussianMixture().get_params()
 @click.group("fit", cls=_Group)
 def fit_group() -> None:
     """Fit a model to a CSV (with a header row) or Parquet file."""
+
+
+fit_group.add_command(fit_hmm)
 
 
 @fit_group.command("gmm")

@@ -23,16 +23,17 @@ from emkit.cli._report import (
     _component_table,
     _key_value_table,
 )
+from emkit.cli.hmm import hmm_tables, is_hmm, sequence_lengths
 from emkit.io import atomic_write_bytes, load, read_header
 
 
-def _csv_text(labels: np.ndarray, proba: np.ndarray | None) -> str:
+def _csv_text(labels: np.ndarray, proba: np.ndarray | None, label: str = "component") -> str:
     buffer = io.StringIO()
     if proba is None:
-        header, data, fmt = "component", labels[:, None], ["%d"]
+        header, data, fmt = label, labels[:, None], ["%d"]
     else:
         K = proba.shape[1]
-        header = ",".join(["component"] + [f"p{k}" for k in range(K)])
+        header = ",".join([label] + [f"p{k}" for k in range(K)])
         data = np.column_stack([labels, proba])
         fmt = ["%d"] + ["%.10g"] * K
     np.savetxt(buffer, data, fmt=fmt, delimiter=",", header=header, comments="")
@@ -44,9 +45,13 @@ def _model_columns(estimator: Any) -> list[str] | None:
     return None if names is None else [str(n) for n in names]
 
 
-def _read_for_model(estimator: Any, data: Path) -> tuple[np.ndarray, list[str]]:
+def _read_for_model(
+    estimator: Any, data: Path, exclude: str | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """The model's columns of DATA (by name where the model file names them, else every column
+    but ``exclude``)."""
     names = _model_columns(estimator)
-    family = getattr(estimator, "family_", None)
+    family = getattr(estimator, "family_", None) or getattr(estimator, "emission_", None)
     text = family is not None and not family.numeric_input
     if names is not None:
         try:
@@ -55,7 +60,11 @@ def _read_for_model(estimator: Any, data: Path) -> tuple[np.ndarray, list[str]]:
             if "has no column" not in str(exc):
                 raise
             raise InputError(f"the model was fitted on columns {', '.join(names)}; {exc}") from None
-    X, found = read_table(data, text=text)
+    if exclude is None:
+        X, found = read_table(data, text=text)
+    else:
+        _, every = read_table(data, text=True)
+        X, found = read_table(data, [c for c in every if c != exclude] or every, text=text)
     expected = int(estimator.n_features_in_)
     if X.shape[1] != expected:
         raise InputError(
@@ -70,19 +79,38 @@ def _read_for_model(estimator: Any, data: Path) -> tuple[np.ndarray, list[str]]:
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the CSV here (default: standard output).")
-@click.option("--proba", is_flag=True, help="Add each component's posterior probability.")
-def predict(model: Path, data: Path, output: Path | None, proba: bool) -> None:
-    """Label each row of DATA with its most probable component."""
+@click.option("--proba", is_flag=True, help="Add each component's posterior probability "
+              "(for an HMM: each state's smoothed posterior, forward-backward).")
+@click.option("--sequence", metavar="COLUMN", help="HMM only: column whose runs of equal "
+              "consecutive values are separate sequences (as in `emkit fit hmm`).")
+def predict(model: Path, data: Path, output: Path | None, proba: bool,
+            sequence: str | None) -> None:
+    """Label each row of DATA with its most probable component.
+
+    For a hidden Markov model: the most probable state path (Viterbi), one state per row, rows
+    in file order; missing cells are marginalised.
+    """
     estimator = load(model)
-    X, names = _read_for_model(estimator, data)
-    _require_complete_cells(X, names, data)
+    hmm = is_hmm(estimator)
+    if sequence is not None and not hmm:
+        raise InputError(f"--sequence applies to hidden Markov models; {model} holds a "
+                         f"{type(estimator).__name__}")
+    X, names = _read_for_model(estimator, data, exclude=sequence)
+    if not hmm:
+        _require_complete_cells(X, names, data)
     # The columns were selected by name above; the array goes in by position.  (Dropping the
     # names avoids scikit-learn's "X does not have valid feature names" check on a plain array.)
     if hasattr(estimator, "feature_names_in_"):
         del estimator.feature_names_in_
-    labels = estimator.predict(X)
-    probabilities = estimator.predict_proba(X) if proba else None
-    text = _csv_text(labels, probabilities)
+    if hmm:
+        lengths = sequence_lengths(data, sequence, X.shape[0])
+        labels = estimator.predict(X, lengths)
+        probabilities = estimator.predict_proba(X, lengths) if proba else None
+        text = _csv_text(labels, probabilities, label="state")
+    else:
+        labels = estimator.predict(X)
+        probabilities = estimator.predict_proba(X) if proba else None
+        text = _csv_text(labels, probabilities)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -178,4 +206,6 @@ def info(model: Path) -> None:
     rows += [(f"param {k}", v) for k, v in sorted(params.items()) if v is not None]
     out = _stdout()
     out.print(_key_value_table("model file", rows))
-    out.print(_component_table(estimator, names))
+    hmm = is_hmm(estimator)
+    for table in hmm_tables(estimator, names) if hmm else [_component_table(estimator, names)]:
+        out.print(table)
