@@ -318,6 +318,37 @@ def test_fit_mixture_plots_a_gaussian_family_too(runner, faithful_csv, tmp_path)
 
 
 @pytest.mark.parametrize(
+    ("family", "shown"),
+    [("gaussian", "covariances [waiting]"), ("normal", "variances [waiting]"),
+     ("student_t", "dof")],
+)
+def test_fit_mixture_summary_of_gaussian_like_families(runner, faithful_csv, family, shown,
+                                                       tmp_path):
+    model = tmp_path / "m.emk"
+    wide = {"COLUMNS": "200"}  # one line per column header
+    result = runner.invoke(main, ["fit", "mixture", str(faithful_csv), "--family", family, "-k",
+                                  "2", "--seed", "0", "-o", str(model)], env=wide)
+    assert result.exit_code == 0, result.output
+    assert "means [eruptions]" in result.stdout and shown in result.stdout
+    assert "precisions_cholesky" not in result.stdout
+    info = runner.invoke(main, ["info", str(model)], env=wide)
+    assert info.exit_code == 0, info.output
+    assert shown in info.stdout
+
+
+def test_info_and_predict_on_a_missing_normal_file(runner, faithful_csv, tmp_path):
+    model = tmp_path / "n.emk"
+    estimator = emkit.MissingNormal().fit(load_faithful().data)
+    estimator.feature_names_in_ = np.asarray(["eruptions", "waiting"], dtype=object)
+    emkit.save(estimator, model)
+    info = runner.invoke(main, ["info", str(model)])
+    assert info.exit_code == 0, info.output
+    assert "MissingNormal" in info.stdout and f"{estimator.mean_[1]:#.5g}" in info.stdout
+    predict = runner.invoke(main, ["predict", str(model), str(faithful_csv)])
+    assert_user_error(predict, "MissingNormal", "does not label rows")
+
+
+@pytest.mark.parametrize(
     ("args", "fragments"),
     [
         (["--weights", "hours"], ["no column 'hours'"]),

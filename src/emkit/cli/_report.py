@@ -28,7 +28,9 @@ def _standard_deviations(estimator: GaussianMixture) -> np.ndarray:
 
 
 def _component_table(estimator: Any, names: Sequence[str] | None) -> Table:
-    if not hasattr(estimator, "means_"):
+    if hasattr(estimator, "mean_") and hasattr(estimator, "covariance_"):  # MissingNormal
+        return _normal_table(estimator, names)
+    if not isinstance(estimator, GaussianMixture):  # a MixtureModel of any family
         return _family_component_table(estimator, names)
     D = np.asarray(estimator.means_).shape[1]
     table = Table(title=f"components: mean (sd) per feature{_first_features(D)}",
@@ -38,6 +40,17 @@ def _component_table(estimator: Any, names: Sequence[str] | None) -> Table:
     cells = _gaussian_columns(table, estimator.means_, _standard_deviations(estimator), names)
     for k in range(len(estimator.weights_)):
         table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *(cell(k) for cell in cells))
+    return table
+
+
+def _normal_table(estimator: Any, names: Sequence[str] | None) -> Table:
+    """One multivariate normal: mean (sd) per feature."""
+    mean = np.asarray(estimator.mean_)[None, :]
+    sd = np.sqrt(np.diagonal(np.asarray(estimator.covariance_)))[None, :]
+    table = Table(title=f"normal: mean (sd) per feature{_first_features(mean.shape[1])}",
+                  title_justify="left")
+    cells = _gaussian_columns(table, mean, sd, names)
+    table.add_row(*(cell(0) for cell in cells))
     return table
 
 
@@ -64,6 +77,7 @@ def _family_component_table(estimator: Any, names: Sequence[str] | None) -> Tabl
     """Weights and the family's named parameter arrays (``describe``), one row per component."""
     family = estimator.family_
     described = family.describe(estimator.components_)
+    described.pop("precisions_cholesky", None)  # a computational form of the covariances
     single = len(described) == 1
     title = f"components: {next(iter(described))}" if single else f"{family.name} components"
     table = Table(title=title, title_justify="left")

@@ -95,6 +95,9 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool,
     if sequence is not None and not hmm:
         raise InputError(f"--sequence applies to hidden Markov models; {model} holds a "
                          f"{type(estimator).__name__}")
+    if not hasattr(estimator, "predict"):
+        raise InputError(f"{model} holds a {type(estimator).__name__}, which does not label "
+                         "rows: predict takes a mixture or a hidden Markov model")
     X, names = _read_for_model(estimator, data, exclude=sequence)
     if not hmm:
         _require_complete_cells(X, names, data)
