@@ -3,8 +3,9 @@
 hmmlearn's ``GMMHMM`` takes the covariance statistics about the means *before* the M-step
 (``Σ γ (x − μ_old)²``), which adds ``(μ_new − μ_old)²`` to every exact Baum-Welch covariance;
 at a fixed point both agree.  The comparison runs hmmlearn one iteration at a time and removes
-that term after each, so both run exact maximum-likelihood Baum-Welch (flat priors, emkit's
-``reg_covar=0``): the log-likelihoods must agree after every iteration.
+that term after each (under ``tied`` the state's weighted sum ``Σ_m c_km Δμ_km Δμ_kmᵀ``), so
+both run exact maximum-likelihood Baum-Welch (flat priors, emkit's ``reg_covar=0``): the
+log-likelihoods must agree after every iteration.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def _start(X: np.ndarray, ct: str):
         "diag": np.full((K, M, D), 2.0),
         "full": np.broadcast_to(np.array([[2.0, 0.3], [0.3, 1.5]]), (K, M, D, D)).copy(),
         "spherical": np.full((K, M), 2.0),
+        "tied": np.broadcast_to(np.array([[2.0, 0.3], [0.3, 1.5]]), (K, D, D)).copy(),
     }[ct]
     return startprob, transmat, weights, means, covars
 
@@ -65,12 +67,14 @@ def _hmmlearn_exact_history(X, ct, start) -> np.ndarray:
             ref.covars_ = ref.covars_ - shift**2
         elif ct == "full":
             ref.covars_ = ref.covars_ - shift[..., :, None] * shift[..., None, :]
+        elif ct == "tied":  # pooled over the state's Gaussians with weights n_km / n_k
+            ref.covars_ = ref.covars_ - np.einsum("km,kmd,kme->kde", ref.weights_, shift, shift)
         else:
             ref.covars_ = ref.covars_ - (shift**2).mean(axis=-1)
     return np.asarray(history), ref
 
 
-@pytest.mark.parametrize("ct", ["diag", "full", "spherical"])
+@pytest.mark.parametrize("ct", ["diag", "full", "spherical", "tied"])
 def test_same_loglik_as_hmmlearn_every_iteration(ct: str) -> None:
     X, _ = _data()
     start = _start(X, ct)
@@ -130,7 +134,7 @@ def test_hmmlearn_plain_gmmhmm_reaches_the_same_fixed_point() -> None:
     np.testing.assert_allclose(est.weights_, ref.weights_, atol=1e-5)
 
 
-@pytest.mark.parametrize("ct", ["diag", "full", "spherical"])
+@pytest.mark.parametrize("ct", ["diag", "full", "spherical", "tied"])
 def test_loglik_monotone_and_recovery(ct: str) -> None:
     X, states = _data(3)
     est = GMMHMM(K, M, ct, random_state=0, max_iter=200, tol=1e-8).fit(X, LENGTHS)
@@ -166,8 +170,64 @@ def test_family_protocol_roundtrips() -> None:
     assert family.n_parameters(params) == K * (M - 1) + K * M * (D + D * (D + 1) // 2)
     draws = family.sample(params, 0, 500, np.random.default_rng(0))
     assert draws.shape == (500, D) and np.all(np.isfinite(draws))
-    with pytest.raises(ValueError, match="tied"):
-        GaussianMixtureEmission(2, "tied")
+
+
+def test_tied_family_shares_one_covariance_per_state() -> None:
+    X, _ = _data()
+    family = GaussianMixtureEmission(M, "tied", reg_covar=1e-6).configure(X)
+    assert repr(family) == "GaussianMixtureEmission(n_mix=2, covariance='tied', reg_covar=1e-06)"
+    again = make_family(family.config())
+    assert again.config() == family.config() and again.covariance == family.covariance
+    R = np.random.default_rng(0).dirichlet(np.ones(K), size=X.shape[0])
+    params = family.m_step(family.accumulate(None, X, R), R.sum(axis=0), None)
+    # the M-step pools each state's scatter about its own inner means
+    sums = family.accumulate(params, X, R)
+    nxt = family.m_step(sums, R.sum(axis=0), params)
+    inner = np.exp(family._joint(params, X) - family.log_prob(params, X)[:, :, None])
+    for k in range(K):
+        w = R[:, k : k + 1] * inner[:, k, :]  # (n, M)
+        means = (w.T @ X) / w.sum(axis=0)[:, None]
+        scatter = sum(
+            ((X - means[m]) * w[:, m : m + 1]).T @ (X - means[m]) for m in range(M)
+        )
+        expected = scatter / w.sum() + 1e-6 * np.eye(D)
+        np.testing.assert_allclose(nxt.gaussian.means[k * M : (k + 1) * M], means, rtol=1e-10)
+        np.testing.assert_allclose(family.covariances(nxt)[k], expected, rtol=1e-9)
+    assert family.covariances(nxt).shape == (K, D, D)
+    described = family.describe(nxt)
+    assert described["means"].shape == (K, M, D)
+    assert described["precisions_cholesky"].shape == (K, D, D)
+    restored = family.restore(described)
+    np.testing.assert_array_equal(family.log_prob(restored, X), family.log_prob(nxt, X))
+    back = family.unflatten(family.flatten(nxt), nxt)
+    np.testing.assert_allclose(family.log_prob(back, X), family.log_prob(nxt, X), rtol=1e-10)
+    swapped = family.take(nxt, np.array([1, 0]))
+    np.testing.assert_array_equal(family.log_prob(swapped, X), family.log_prob(nxt, X)[:, ::-1])
+    one = family.take(nxt, np.array([1]))
+    np.testing.assert_array_equal(family.log_prob(one, X), family.log_prob(nxt, X)[:, 1:])
+    with pytest.raises(ValueError, match="whole groups"):
+        family.gaussian.take(nxt.gaussian, np.array([1, 0]))  # splits the states' groups
+    assert family.n_parameters(nxt) == K * (M - 1) + K * M * D + K * D * (D + 1) // 2
+    covs = family.covariances(nxt)
+    fresh = family.params_from_covariances(nxt.weights, described["means"], covs)
+    np.testing.assert_allclose(family.log_prob(fresh, X), family.log_prob(nxt, X), rtol=1e-10)
+    draws = family.sample(nxt, 1, 4000, np.random.default_rng(0))
+    assert draws.shape == (4000, D) and np.all(np.isfinite(draws))
+
+
+def test_tied_with_missing_cells_is_finite_and_monotone() -> None:
+    X, _ = _data(7)
+    rng = np.random.default_rng(2)
+    Xn = X.copy()
+    Xn[rng.random(X.shape) < 0.2] = np.nan
+    Xn[np.isnan(Xn).all(axis=1), 0] = X[np.isnan(Xn).all(axis=1), 0]  # keep cells in every row
+    assert 0.15 < np.isnan(Xn).mean() < 0.25
+    est = GMMHMM(K, M, "tied", random_state=0, max_iter=60, tol=1e-10).fit(Xn, LENGTHS)
+    assert np.all(np.isfinite(est.history_)) and est.history_.size > 5
+    assert np.all(np.diff(est.history_) >= -1e-9 * np.abs(est.history_[:-1]))
+    assert est.covars_.shape == (K, D, D)
+    assert np.all(np.linalg.eigvalsh(est.covars_) > 0.0)
+    assert np.isfinite(est.score(Xn, LENGTHS))
 
 
 def test_estimator_rebuilds_from_arrays_samples_and_marginalises() -> None:
@@ -183,7 +243,7 @@ def test_estimator_rebuilds_from_arrays_samples_and_marginalises() -> None:
     assert np.isfinite(est.score(Xn, LENGTHS))
 
 
-@pytest.mark.parametrize("ct", ["diag", "full"])
+@pytest.mark.parametrize("ct", ["diag", "full", "tied"])
 def test_save_load_gives_identical_predictions(ct: str, tmp_path) -> None:
     import emkit
 

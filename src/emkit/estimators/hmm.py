@@ -462,14 +462,16 @@ class GaussianHMM(HMM):
 
 class GMMHMM(HMM):
     """HMM whose states each emit a mixture of ``n_mix`` Gaussians (hmmlearn's ``GMMHMM``);
-    ``covariance_type`` in ``"full" | "diag" | "spherical"`` (default ``"diag"``), ``reg_covar``
+    ``covariance_type`` in ``"full" | "diag" | "spherical" | "tied"`` (default ``"diag"``;
+    ``"tied"``: the ``n_mix`` Gaussians of one state share one full covariance), ``reg_covar``
     added to every variance.  ``emission_init`` takes the family's parameters or a dict of
     ``weights`` / ``means`` / ``precisions_cholesky``; see
     :meth:`~emkit.families.GaussianMixtureEmission.params_from_covariances` to start from
     covariances.
 
     Fitted ``weights_`` ``(K, M)``, ``means_`` ``(K, M, D)``, ``covariances_`` and hmmlearn's
-    ``covars_`` ``(K, M, …)`` in the structure's shape (as hmmlearn returns them).
+    ``covars_`` ``(K, M, …)`` in the structure's shape, ``(K, D, D)`` for ``"tied"`` (as
+    hmmlearn returns them).
     """
 
     def __init__(

@@ -1,7 +1,9 @@
 """Covariance structures of Gaussian components, as objects (no string branches elsewhere).
 
 Every structure stores the Cholesky factor ``L`` of the precision (``Λ = L Lᵀ``), in the shapes
-scikit-learn uses: full ``(K, D, D)``, tied ``(D, D)``, diag ``(K, D)``, spherical ``(K,)``.
+scikit-learn uses: full ``(K, D, D)``, tied ``(D, D)``, diag ``(K, D)``, spherical ``(K,)``;
+:class:`GroupTied` ties the covariance within groups of consecutive components (the inner
+Gaussians of one HMM state, hmmlearn's GMMHMM ``"tied"``), ``(K / group_size, D, D)``.
 The squared Mahalanobis distance is ``‖(x − μ_k) L_k‖²``.  Coordinates passed in (``Xc``,
 ``means_c``) are relative to a fixed origin near the data mean, which bounds the rounding of
 the expanded quadratic forms by ``ε·(spread / within-component sd)²``.
@@ -145,6 +147,29 @@ class CovarianceStructure(ABC):
 
     @abstractmethod
     def copy_component(self, cov: np.ndarray, src: int, dst: int) -> np.ndarray: ...
+
+    @abstractmethod
+    def as_full(self, cov: np.ndarray, K: int, D: int) -> np.ndarray:
+        """Every component's covariance as a ``(K, D, D)`` stack, from ``cov`` in this shape."""
+
+    @abstractmethod
+    def moment_slot(self, second: np.ndarray, k: int) -> np.ndarray:
+        """The view of the second-moment statistic that component ``k`` adds into: a
+        ``(D, D)`` matrix for general covariances, the ``(D,)`` diagonal for diagonal ones."""
+
+    def take(self, pc: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The factors of components ``index`` (in that order), in this structure's shape."""
+        return pc[np.asarray(index, dtype=np.intp)]
+
+    def within_groups(self, group_size: int) -> CovarianceStructure:
+        """This structure for components in groups of ``group_size`` consecutive ones, sharing
+        applying within a group (a shared covariance becomes one per group)."""
+        return self
+
+    @property
+    def covariance_type(self) -> str:
+        """The ``covariance_type`` that names this structure (with :meth:`within_groups`)."""
+        return self.name
 
     def temp_bytes_per_row(self, K: int, D: int, itemsize: int) -> int:
         return itemsize * (K + 2 * D)
@@ -291,6 +316,12 @@ class Full(CovarianceStructure):
         cov[dst] = cov[src]
         return cov
 
+    def as_full(self, cov, K, D):
+        return cov
+
+    def moment_slot(self, second, k):
+        return second[k]
+
     def temp_bytes_per_row(self, K, D, itemsize):
         return itemsize * (K * D + K + 2 * D)
 
@@ -390,6 +421,18 @@ class Tied(CovarianceStructure):
     def copy_component(self, cov, src, dst):
         return cov
 
+    def as_full(self, cov, K, D):
+        return np.broadcast_to(cov, (K, D, D)).copy()
+
+    def moment_slot(self, second, k):
+        return second
+
+    def take(self, pc, index):
+        return pc
+
+    def within_groups(self, group_size):
+        return GroupTied(group_size)
+
 
 class Diag(CovarianceStructure):
     """Each component has its own diagonal covariance."""
@@ -459,6 +502,14 @@ class Diag(CovarianceStructure):
         cov[dst] = cov[src]
         return cov
 
+    def as_full(self, cov, K, D):
+        out = np.zeros((K, D, D))
+        out[:, np.arange(D), np.arange(D)] = cov
+        return out
+
+    def moment_slot(self, second, k):
+        return second[k]
+
 
 class Spherical(Diag):
     """Each component has its own variance ``σ_k² I`` (a diagonal with equal entries)."""
@@ -491,10 +542,165 @@ class Spherical(Diag):
     def principal_axis(self, cov, k, D):
         return float(cov[k]), np.eye(D)[0]
 
+    def as_full(self, cov, K, D):
+        return cov[:, None, None] * np.eye(D)
+
     def accumulate(self, Xc, w, means_c, pc, log_const):
         D = Xc.shape[1]
         prec = np.repeat(np.square(pc)[:, None], D, axis=1)
         return _diagonal_accumulate(Xc, w, means_c, prec, log_const)
+
+
+class GroupTied(CovarianceStructure):
+    """Components in groups of ``group_size`` consecutive ones; each group shares one general
+    covariance ``Σ_g`` (hmmlearn's GMMHMM ``"tied"``: the inner Gaussians of one state).
+
+    Factors ``(K / group_size, D, D)``.  Densities use :class:`Full` with every group's factor
+    repeated for its members; the M-step pools the members' scatter about their own means,
+    ``Σ_g = (Σ_{k∈g} S_k − Σ_{k∈g} n_k μ_k μ_kᵀ) / Σ_{k∈g} n_k + reg·I`` (:class:`Tied` per
+    group).  Not in :data:`STRUCTURES`: ``Tied().within_groups(size)`` builds it.
+    """
+
+    name = "group_tied"
+
+    def __init__(self, group_size: int):
+        if not (isinstance(group_size, (int, np.integer)) and group_size >= 1):
+            raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
+        self.group_size = int(group_size)
+
+    def __repr__(self) -> str:
+        return f"GroupTied({self.group_size})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.group_size == other.group_size
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.group_size))
+
+    @property
+    def covariance_type(self) -> str:
+        return "tied"
+
+    def within_groups(self, group_size):
+        if group_size != self.group_size:
+            raise ValueError(
+                f"this structure ties groups of {self.group_size} components, not {group_size}"
+            )
+        return self
+
+    def _groups(self, K: int) -> int:
+        if K % self.group_size:
+            raise ValueError(
+                f"{K} components do not form groups of {self.group_size} (group-tied covariance)"
+            )
+        return K // self.group_size
+
+    def _repeated(self, pc: np.ndarray) -> np.ndarray:
+        """One factor per component, ``(K, D, D)``."""
+        return np.repeat(pc, self.group_size, axis=0)
+
+    # --- statistics ---------------------------------------------------------------------------
+    def second_moment(self, Xc, R, w):
+        n, K = R.shape
+        group_weights = R.reshape(n, self._groups(K), self.group_size).sum(axis=2)
+        return Full().second_moment(_float64(Xc), _float64(group_weights), w)
+
+    def second_moment_shape(self, K, D):
+        return (self._groups(K), D, D)
+
+    def covariances(self, nk, means_c, second, reg):
+        G, g = self._groups(nk.size), self.group_size
+        outer = nk[:, None, None] * means_c[:, :, None] * means_c[:, None, :]
+        cov = second - outer.reshape((G, g) + outer.shape[1:]).sum(axis=1)
+        cov /= nk.reshape(G, g).sum(axis=1)[:, None, None]
+        cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+        idx = np.arange(cov.shape[-1])
+        cov[:, idx, idx] += reg
+        return cov
+
+    # --- parameterisation ---------------------------------------------------------------------
+    def precisions_cholesky(self, cov):
+        try:
+            return _triangular_precision_cholesky(cov, None)
+        except CovarianceError:
+            g = self.group_size
+            for group, c in enumerate(cov):
+                if np.linalg.eigvalsh(c)[0] <= 0.0 or not np.all(np.isfinite(c)):
+                    raise CovarianceError(
+                        f"the covariance shared by components {group * g}..{group * g + g - 1} "
+                        "is not positive definite: the group fits too few distinct points; "
+                        "increase reg_covar, reduce n_components, or scale the data"
+                    ) from None
+            raise
+
+    def covariances_from_cholesky(self, pc):
+        return np.linalg.inv(self.precisions_from_cholesky(pc))
+
+    def precisions_from_cholesky(self, pc):
+        return pc @ pc.transpose(0, 2, 1)
+
+    def covariances_from_precisions(self, prec):
+        return np.linalg.inv(prec)
+
+    def shape(self, K, D):
+        return (self._groups(K), D, D)
+
+    def log_det_cholesky(self, pc, K, D):
+        per_group = np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(axis=1)
+        return np.repeat(per_group, self.group_size)
+
+    def mahalanobis(self, Xc, means_c, pc):
+        return Full().mahalanobis(Xc, means_c, self._repeated(pc))
+
+    def n_parameters(self, K, D):
+        return self._groups(K) * D * (D + 1) // 2
+
+    def flatten(self, pc):
+        return _upper_to_vector(pc)
+
+    def unflatten(self, v, K, D):
+        return _vector_to_upper(v, (self._groups(K), D, D))
+
+    def noise(self, rng, cov, k, n, D):
+        return rng.standard_normal((n, D)) @ np.linalg.cholesky(cov[k // self.group_size]).T
+
+    def principal_axis(self, cov, k, D):
+        vals, vecs = np.linalg.eigh(cov[k // self.group_size])
+        return float(vals[-1]), vecs[:, -1]
+
+    def copy_component(self, cov, src, dst):
+        """Component ``dst`` takes ``src``'s covariance: its whole group does (a no-op within
+        one group)."""
+        g = self.group_size
+        if src // g == dst // g:
+            return cov
+        cov = cov.copy()
+        cov[dst // g] = cov[src // g]
+        return cov
+
+    def as_full(self, cov, K, D):
+        return np.repeat(cov, self.group_size, axis=0)
+
+    def moment_slot(self, second, k):
+        return second[k // self.group_size]
+
+    def take(self, pc, index):
+        """The factors of whole groups: ``index`` must list every member of each group it
+        selects, in order (``[g·s, …, g·s + s − 1]`` for ``s = group_size``)."""
+        index = np.asarray(index, dtype=np.intp).ravel()
+        g = self.group_size
+        members = index.reshape(-1, g) if index.size % g == 0 else None
+        if members is None or np.any(members != members[:, :1] + np.arange(g)) or np.any(
+            members[:, 0] % g
+        ):
+            raise ValueError(
+                f"group-tied components are selected by whole groups of {g} in order, "
+                f"got {index.tolist()}"
+            )
+        return pc[members[:, 0] // g]
+
+    def temp_bytes_per_row(self, K, D, itemsize):
+        return itemsize * (K * D + K + 2 * D)
 
 
 STRUCTURES: dict[str, type[CovarianceStructure]] = {

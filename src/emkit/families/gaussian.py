@@ -183,9 +183,8 @@ class Gaussian(Family):
         return int(K * D + self.covariance.n_parameters(K, D))
 
     def take(self, params: GaussianParams, index: np.ndarray) -> GaussianParams:
-        pc = params.precisions_cholesky
         return GaussianParams(
-            params.means[index], pc if self._shared(params.n_features) else pc[index]
+            params.means[index], self.covariance.take(params.precisions_cholesky, index)
         )
 
     def sample(

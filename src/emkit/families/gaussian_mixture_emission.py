@@ -5,15 +5,17 @@ states of a hidden Markov model) is itself a mixture of ``n_mix`` Gaussians.  Th
 inner Gaussians are one :class:`~emkit.families.gaussian.Gaussian` family's components (row
 ``k·M + m``), so the covariance structures, their numerics and the fixed origin of the second
 moments are the Gaussian family's.  Structures ``full``, ``diag`` and ``spherical`` (each inner
-Gaussian its own covariance); ``tied`` is refused (hmmlearn ties per state, which the shared
-structure does not express).
+Gaussian its own covariance) and ``tied`` as hmmlearn means it: the ``n_mix`` Gaussians of one
+state share one full covariance (:class:`~emkit.families.covariance.GroupTied`, groups of
+``n_mix``; covariances ``(K, D, D)``, pooled over the state's Gaussians in the M-step).
 
 E-step: given the state weights ``R_nk`` the inner responsibilities are
 ``r_nkm = c_km N(x_n; μ_km, Σ_km) / f(x_n | θ_k)``; the additive float64 sums are
 ``Σ_n R_nk r_nkm`` ``(K, M)`` and the Gaussian family's sums under the weights ``R_nk r_nkm``.
 M-step: ``c_km ∝ Σ_n R_nk r_nkm``, then the Gaussian M-step for the ``K·M`` inner components.
 An inner Gaussian that explains nothing copies the parameters of its state's busiest one
-(its weight stays ~0, so the expected log-likelihood is unchanged).
+(its weight stays ~0, so the expected log-likelihood is unchanged); under ``tied`` it shares
+the state's covariance anyway and copies the mean only.
 
 Initialisation (``params`` is None, e.g. from a k-means++ partition of the states): for each
 state, its weighted rows are projected on their first principal axis; ``M`` centres sit at the
@@ -34,17 +36,17 @@ import numpy as np
 from scipy.special import logsumexp
 
 from emkit.families.base import EPS, Family
-from emkit.families.covariance import CovarianceStructure
+from emkit.families.covariance import CovarianceStructure, GroupTied, covariance_structure
 from emkit.families.gaussian import Gaussian, GaussianParams
 
 INIT_SPREAD = 0.3
-_STRUCTURES = ("full", "diag", "spherical")
 
 
 @dataclass(frozen=True, eq=False)
 class GaussianMixtureEmissionParams:
     """``weights`` ``(K, M)`` (rows sum to one) and the ``K·M`` inner Gaussians (row
-    ``k·M + m`` is inner Gaussian ``m`` of state ``k``)."""
+    ``k·M + m`` is inner Gaussian ``m`` of state ``k``; under ``tied`` their factors are one
+    ``(D, D)`` per state)."""
 
     weights: np.ndarray
     gaussian: GaussianParams
@@ -60,7 +62,8 @@ class GaussianMixtureEmissionParams:
 
 class GaussianMixtureEmission(Family):
     """Each component a mixture of ``n_mix`` Gaussians with a covariance structure
-    (``"full" | "diag" | "spherical"``), ``reg_covar`` added to every variance."""
+    (``"full" | "diag" | "spherical" | "tied"``; ``tied``: one covariance per component,
+    shared by its ``n_mix`` Gaussians), ``reg_covar`` added to every variance."""
 
     name = "gaussian_mixture"
     handles_missing = True  # through the Gaussian family (observed-cell densities per sub-state)
@@ -75,12 +78,11 @@ class GaussianMixtureEmission(Family):
         if not (isinstance(n_mix, (int, np.integer)) and n_mix >= 1):
             raise ValueError(f"n_mix must be a positive integer, got {n_mix!r}")
         self.n_mix = int(n_mix)
-        self.gaussian = Gaussian(covariance, reg_covar, origin)
-        if self.gaussian.covariance.name not in _STRUCTURES:
-            raise ValueError(
-                f"covariance must be one of {_STRUCTURES} for a Gaussian mixture per state, "
-                f"got {self.gaussian.covariance.name!r}"
-            )
+        # a shared covariance is shared within each state's n_mix Gaussians (hmmlearn's "tied")
+        structure = covariance_structure(covariance).within_groups(self.n_mix)
+        self.gaussian = Gaussian(structure, reg_covar, origin)
+        # factors per state (tied) rather than per inner Gaussian: arrays are (K, …)
+        self._per_state = isinstance(structure, GroupTied)
 
     @property
     def covariance(self) -> CovarianceStructure:
@@ -92,13 +94,14 @@ class GaussianMixtureEmission(Family):
 
     def __repr__(self) -> str:
         return (
-            f"GaussianMixtureEmission(n_mix={self.n_mix}, covariance={self.covariance.name!r}, "
+            f"GaussianMixtureEmission(n_mix={self.n_mix}, "
+            f"covariance={self.covariance.covariance_type!r}, "
             f"reg_covar={self.reg_covar!r})"
         )
 
     def config(self) -> dict[str, Any]:
         out = self.gaussian.config()
-        out.update(name=self.name, n_mix=self.n_mix)
+        out.update(name=self.name, n_mix=self.n_mix, covariance=self.covariance.covariance_type)
         return out
 
     def configure(self, X: Any) -> GaussianMixtureEmission:
@@ -175,6 +178,14 @@ class GaussianMixtureEmission(Family):
         source = np.arange(K * M).reshape(K, M)
         busiest = np.argmax(nkm, axis=1)
         source = np.where(dead, (np.arange(K) * M + busiest)[:, None], source).ravel()
+        if self._per_state:
+            # the state's pooled scatter stays as summed (a dead Gaussian adds ~nothing and
+            # keeps it positive definite); the dead one takes its busiest neighbour's mean
+            gaussian = self.gaussian.m_step(tuple(sums[1:]), nkm.ravel(), None)
+            means = gaussian.means[source]
+            return GaussianMixtureEmissionParams(
+                weights, GaussianParams(means, gaussian.precisions_cholesky)
+            )
         gsums = tuple(np.asarray(s)[source] for s in sums[1:])
         gaussian = self.gaussian.m_step(gsums, nkm.ravel()[source], None)
         return GaussianMixtureEmissionParams(weights, gaussian)
@@ -184,11 +195,22 @@ class GaussianMixtureEmission(Family):
         index = np.asarray(index, dtype=np.intp).ravel()
         return (index[:, None] * self.n_mix + np.arange(self.n_mix)).ravel()
 
+    def _factor_lead(self, K: int, M: int) -> tuple[int, ...]:
+        """Leading shape of covariance-like arrays: ``(K,)`` under tied, else ``(K, M)``."""
+        return (K,) if self._per_state else (K, M)
+
+    def _per_factor(self, value: np.ndarray, K: int, M: int) -> np.ndarray:
+        """An array with leading ``(K, M)`` or ``(K,)`` as the inner Gaussian family holds it
+        (leading ``K·M``, or ``K`` under tied)."""
+        lead = self._factor_lead(K, M)
+        return value.reshape((int(np.prod(lead)),) + value.shape[len(lead) :])
+
     def covariances(self, params: GaussianMixtureEmissionParams) -> np.ndarray:
-        """Covariances ``(K, M, …)`` in the structure's shape per inner Gaussian."""
+        """Covariances in the structure's shape per inner Gaussian, ``(K, M, …)``; under
+        ``tied`` one per state, ``(K, D, D)`` (hmmlearn's shapes)."""
         K, M = params.weights.shape
         cov = self.gaussian.covariances(params.gaussian)
-        return cov.reshape((K, M) + cov.shape[1:])
+        return cov.reshape(self._factor_lead(K, M) + cov.shape[1:])
 
     def n_parameters(self, params: GaussianMixtureEmissionParams) -> int:
         K, M = params.weights.shape
@@ -231,24 +253,26 @@ class GaussianMixtureEmission(Family):
 
     def describe(self, params: GaussianMixtureEmissionParams) -> dict[str, np.ndarray]:
         """``weights`` ``(K, M)``, ``means`` ``(K, M, D)``, ``covariances`` and
-        ``precisions_cholesky`` ``(K, M, …)`` in the structure's shape."""
+        ``precisions_cholesky`` ``(K, M, …)`` in the structure's shape (``(K, D, D)`` under
+        ``tied``)."""
         K, M = params.weights.shape
         out = {"weights": params.weights}
         for name, value in self.gaussian.describe(params.gaussian).items():
-            out[name] = value.reshape((K, M) + value.shape[1:])
+            lead = (K, M) if name == "means" else self._factor_lead(K, M)
+            out[name] = value.reshape(lead + value.shape[1:])
         return out
 
     def restore(self, arrays: Mapping[str, np.ndarray]) -> GaussianMixtureEmissionParams:
         weights = np.asarray(arrays["weights"], dtype=np.float64)
         if weights.ndim != 2:
             raise ValueError(f"weights must be (n_states, n_mix), got shape {weights.shape}")
-        KM = weights.size
+        K, M = weights.shape
         means = np.asarray(arrays["means"], dtype=np.float64)
         pc = np.asarray(arrays["precisions_cholesky"], dtype=np.float64)
         inner = self.gaussian.restore(
             {
-                "means": means.reshape((KM,) + means.shape[2:]),
-                "precisions_cholesky": pc.reshape((KM,) + pc.shape[2:]),
+                "means": means.reshape((K * M,) + means.shape[2:]),
+                "precisions_cholesky": self._per_factor(pc, K, M),
             }
         )
         return GaussianMixtureEmissionParams(weights, inner)
@@ -257,13 +281,16 @@ class GaussianMixtureEmission(Family):
         self, weights: Any, means: Any, covariances: Any
     ) -> GaussianMixtureEmissionParams:
         """Parameters from weights ``(K, M)``, means ``(K, M, D)`` and covariances ``(K, M,
-        …)`` in the structure's shape (hmmlearn's ``weights_``, ``means_``, ``covars_``)."""
+        …)`` in the structure's shape, ``(K, D, D)`` under ``tied`` (hmmlearn's ``weights_``,
+        ``means_``, ``covars_``)."""
         weights = np.asarray(weights, dtype=np.float64)
         means = np.asarray(means, dtype=np.float64)
         cov = np.asarray(covariances, dtype=np.float64)
-        KM = weights.size
-        pc = self.covariance.precisions_cholesky(cov.reshape((KM,) + cov.shape[2:]))
-        return GaussianMixtureEmissionParams(weights, GaussianParams(means.reshape(KM, -1), pc))
+        K, M = weights.shape
+        pc = self.covariance.precisions_cholesky(self._per_factor(cov, K, M))
+        return GaussianMixtureEmissionParams(
+            weights, GaussianParams(means.reshape(K * M, -1), pc)
+        )
 
     def row_bytes(self, K: int, D: int) -> int:
         KM = K * self.n_mix

@@ -92,13 +92,7 @@ def cholesky(cov: np.ndarray) -> np.ndarray:
 def full_covariances(structure: Any, pc: np.ndarray, K: int, D: int) -> np.ndarray:
     """Every component's covariance as a ``(K, D, D)`` stack, whatever the structure."""
     cov = np.asarray(structure.covariances_from_cholesky(pc), dtype=np.float64)
-    if cov.ndim == 3:
-        return cov
-    if structure.name == "tied":
-        return np.broadcast_to(cov, (K, D, D)).copy()
-    if cov.ndim == 1:  # spherical
-        return cov[:, None, None] * np.eye(D)
-    return np.stack([np.diag(c) for c in cov])  # diag
+    return structure.as_full(cov, K, D)
 
 
 @dataclass(frozen=True)
@@ -180,25 +174,25 @@ def add_pattern_sums(
     second: np.ndarray,
 ) -> None:
     """Add one pattern's ``Σ R x̂_k`` and second moments ``Σ R (x̂_k x̂_kᵀ + C_k)`` (about
-    ``origin``, in the structure's shape: full ``(K,D,D)``, tied ``(D,D)``, diag/spherical
-    ``(K,D)`` diagonals) into ``sx`` and ``second``; ``R`` (n, K) weights the pattern's rows."""
+    ``origin``, in the structure's shape: full ``(K,D,D)``, tied ``(D,D)``, group-tied
+    ``(K/s,D,D)``, diag/spherical ``(K,D)`` diagonals) into ``sx`` and ``second``; ``R``
+    (n, K) weights the pattern's rows.  Component ``k`` adds into
+    ``structure.moment_slot(second, k)``: a matrix, or a diagonal."""
     rk = R.sum(axis=0)
     xc = pat.xhat - origin  # (K, n, D)
     sx += np.einsum("nk,knd->kd", R, xc)
     m = pat.miss
     for k in range(R.shape[1]):
-        if structure.name in ("full", "tied"):
+        slot = structure.moment_slot(second, k)  # a view: added into in place
+        if slot.ndim == 2:
             block = (xc[k] * R[:, k : k + 1]).T @ xc[k]
             if m.size:
                 block[np.ix_(m, m)] += rk[k] * pat.cond[k]
-            if structure.name == "full":
-                second[k] += block
-            else:
-                second += block
+            slot += block
         else:
-            second[k] += R[:, k] @ np.square(xc[k])
+            slot += R[:, k] @ np.square(xc[k])
             if m.size:
-                second[k, m] += rk[k] * np.diag(pat.cond[k])
+                slot[m] += rk[k] * np.diag(pat.cond[k])
 
 
 def conditional_sums(
