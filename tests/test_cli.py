@@ -154,11 +154,21 @@ def test_unknown_column(runner, faithful_csv):
     assert_user_error(result, "'height'", "available columns: eruptions, waiting")
 
 
-def test_rows_with_missing_values_are_named(runner, tmp_path):
+def test_missing_cells_are_marginalised_by_fit_and_predict(runner, tmp_path):
     data = tmp_path / "holes.csv"
     data.write_text("a,b\n1,2\n3,\n5,6\nNA,8\n9,10\n")
-    result = runner.invoke(main, ["fit", "gmm", str(data), "-k", "1"])
-    assert_user_error(result, "2 row(s)", "rows 2, 4", "'a'", "'b'")
+    model = tmp_path / "holes.emk"
+    result = runner.invoke(main, ["fit", "gmm", str(data), "-k", "1", "-o", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "2 missing cell(s) in 2 row(s), marginalised" in result.stderr
+    X = np.array([[1, 2], [3, np.nan], [5, 6], [np.nan, 8], [9, 10]])
+    want = emkit.GaussianMixture(1).fit(X)
+    np.testing.assert_allclose(emkit.load(model).means_, want.means_, rtol=1e-6)
+    result = runner.invoke(main, ["predict", str(model), str(data), "--proba"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 6
+    result = runner.invoke(main, ["detect", str(model), str(data)])  # densities of fewer cells
+    assert_user_error(result, "2 row(s)", "rows 2, 4", "'a'", "'b'")  # are not comparable
 
 
 def test_missing_model_file(runner, faithful_csv, tmp_path):
@@ -282,7 +292,9 @@ def test_fit_mixture_categorical_reads_text_columns(runner, tmp_path):
     data = DATA / "survey.csv"
     result = runner.invoke(main, ["fit", "mixture", str(data), "--family", "categorical", "-k",
                                   "2", "--seed", "0"])
-    assert_user_error(result, "4 row(s)", "43, 45, 70, 137", "'Sex'")
+    assert result.exit_code == 0, result.output  # unanswered questions are marginalised
+    assert "4 missing cell(s) in 4 row(s), marginalised" in result.stderr
+    assert "237" in result.stdout
     model = tmp_path / "s.emk"
     result = runner.invoke(main, ["fit", "mixture", str(data), "--family", "categorical", "-k",
                                   "2", "--seed", "0", "--drop-missing", "-o", str(model)])
@@ -290,7 +302,19 @@ def test_fit_mixture_categorical_reads_text_columns(runner, tmp_path):
     assert "dropped 4 row(s)" in result.stderr
     assert "Female" in result.stdout and "Regul" in result.stdout and "233" in result.stdout
     predicted = runner.invoke(main, ["predict", str(model), str(data), "--proba"])
-    assert_user_error(predicted, "missing values")
+    assert predicted.exit_code == 0, predicted.output
+    assert len(predicted.stdout.strip().splitlines()) == 1 + 237
+
+
+def test_fit_mixture_student_t_needs_complete_rows(runner, tmp_path):
+    data = tmp_path / "holes.csv"
+    data.write_text("a,b\n1,2\n3,\n5,6\n2,8\n9,10\n4,4\n")
+    result = runner.invoke(main, ["fit", "mixture", str(data), "--family", "student_t", "-k",
+                                  "1"])
+    assert_user_error(result, "1 row(s)", "data rows 2", "'b'")
+    result = runner.invoke(main, ["fit", "mixture", str(data), "--family", "student_t", "-k",
+                                  "1", "--drop-missing"])
+    assert result.exit_code == 0, result.output
 
 
 @needs_families("categorical")

@@ -39,7 +39,7 @@ def two_regimes(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_csv(path: Path, X: np.ndarray, names: list[str], ids: list[str] | None = None) -> Path:
-    """Missing cells empty; a row missing every cell as NA (a line of empty cells is blank)."""
+    """Missing cells empty; a row missing every cell as NA (or a line of empty cells)."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow((["id"] if ids is not None else []) + names)

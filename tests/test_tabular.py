@@ -59,6 +59,17 @@ def test_crlf_bom_and_blank_lines(tmp_path):
     np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
 
 
+def test_a_line_of_empty_cells_is_a_row_of_missing_values(tmp_path):
+    """Rows keep their place (an HMM's time steps): ``,`` is a row of gaps, not a blank line."""
+    path = write(tmp_path, "a,b\n1,2\n,\n3,4\n\n5,6\n")
+    for text in (False, True):
+        X, _ = read_table(path, text=text)
+        assert X.shape == (4, 2)
+        assert all(v != v for v in X[1])  # NaN
+        np.testing.assert_array_equal(np.asarray(X[[0, 2, 3]], dtype=float), [[1, 2], [3, 4],
+                                                                             [5, 6]])
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no data file"):
         read_table(tmp_path / "nope.csv")

@@ -147,8 +147,8 @@ def _data_rows(path: Path, names: list[str]) -> Iterator[tuple[int, list[str]]]:
         reader = csv.reader(fh)
         header_seen = False
         for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue  # blank line
+            if len(row) <= 1 and not any(cell.strip() for cell in row):
+                continue  # a blank line (a line of empty cells, e.g. ",", is a row of gaps)
             if not header_seen:
                 header_seen = True
                 continue

@@ -129,17 +129,19 @@ def _fit_progress(
         yield callback
 
 
-def _family_choices() -> list[str]:
-    """Families that can be made from their name alone (the CLI's ``--family`` values)."""
+def _family_choices(hmm: bool = False) -> list[str]:
+    """Families that can be made from their name alone (the CLI's ``--family`` values; with
+    ``hmm``, the ``--emission`` values, which include the HMM-only ones)."""
     from emkit.families import FAMILIES, make_family
 
     names = []
     for name in sorted(FAMILIES):
         try:
-            make_family(name)
+            family = make_family(name)
         except (TypeError, ValueError):
             continue  # needs arguments (e.g. a product of column blocks)
-        names.append(name)
+        if hmm or family.mixture_component:
+            names.append(name)
     return names
 
 
@@ -178,12 +180,26 @@ def _require_complete_cells(X: np.ndarray, names: Sequence[str], path: Path) -> 
     )
 
 
+def _marginalised_note(X: np.ndarray) -> str:
+    """What a model that marginalises missing cells does with those of ``X`` ("" if none)."""
+    gaps = _missing_cells(X)
+    if not gaps.any():
+        return ""
+    rows = int(gaps.any(axis=1).sum())
+    return f"{int(gaps.sum())} missing cell(s) in {rows} row(s), marginalised"
+
+
 def _read_data(
-    data: Path, columns: str | None, weights: str | None, text: bool, drop_missing: bool = False
+    data: Path,
+    columns: str | None,
+    weights: str | None,
+    text: bool,
+    drop_missing: bool = False,
+    marginalise: bool = False,
 ) -> tuple[np.ndarray, list[str], np.ndarray | None, str]:
     """The model columns (all but ``weights`` by default), the weights column of DATA, and a
-    note; rows with a missing cell are an error, or dropped (the note says so) if
-    ``drop_missing``."""
+    note; rows with a missing cell are dropped (the note says so) if ``drop_missing``, else
+    kept when the model ``marginalise``-s missing cells, else an error."""
     selected = _split_columns(columns)
     if weights is not None:
         if selected is not None and weights in selected:
@@ -213,7 +229,10 @@ def _read_data(
             X, w = X[keep], (w[keep] if w is not None else None)
         if X.shape[0] == 0:
             raise InputError(f"{data}: every row has a missing value")
-    _require_complete_cells(X, names, data)
+    elif marginalise:
+        note = _marginalised_note(X)
+    if not marginalise:
+        _require_complete_cells(X, names, data)
     if w is None:
         return X, names, None, note
     bad = np.flatnonzero(~np.isfinite(w) | (w < 0))

@@ -14,10 +14,10 @@ from emkit.cli._common import (
     _family_choices,
     _fit_progress,
     _Group,
+    _marginalised_note,
     _print_note,
     _read_data,
     _reported_warnings,
-    _require_complete,
     _save_model,
     _split_columns,
     _stdout,
@@ -31,6 +31,7 @@ from emkit.cli._report import (
 )
 from emkit.cli.hmm import fit_hmm
 from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.families import make_family
 from emkit.io import save
 from emkit.models.gaussian_mixture import INIT_METHODS
 
@@ -85,7 +86,8 @@ def fit_gmm(
 ) -> None:
     """Fit a Gaussian mixture to the numeric columns of DATA."""
     X, names = read_table(data, _split_columns(columns))
-    _require_complete(X, names, data)
+    if not quiet:
+        _print_note(_marginalised_note(X))
     estimator = GaussianMixture(
         n_components=n_components,
         covariance_type=covariance,
@@ -125,7 +127,8 @@ def fit_gmm(
 @click.option("--weights", "weights", metavar="COLUMN",
               help="Column of row weights (e.g. how often each row was observed).")
 @click.option("--drop-missing", is_flag=True,
-              help="Drop rows with a missing cell (default: they are an error).")
+              help="Drop rows with a missing cell (default: missing cells are marginalised; "
+                   "student_t cannot, and needs this).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the fitted model here (.emk).")
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,
@@ -167,7 +170,8 @@ def fit_mixture(
     from emkit.estimators.mixture import MixtureModel
 
     text = _text_family([family])
-    X, names, w, note = _read_data(data, columns, weights, text, drop_missing)
+    marginalise = make_family(family).handles_missing
+    X, names, w, note = _read_data(data, columns, weights, text, drop_missing, marginalise)
     if plot_path is not None and text and X.shape[1] > 1:
         raise InputError("--plot draws one categorical column; select it with --columns")
     _print_note(note)

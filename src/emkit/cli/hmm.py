@@ -121,7 +121,7 @@ def _check_rows(X: np.ndarray, names: Sequence[str], data: Path, K: int, family:
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--states", "n_states", type=click.IntRange(min=1), required=True,
               help="Number of hidden states K.")
-@click.option("--emission", type=click.Choice(_family_choices()), default="gaussian",
+@click.option("--emission", type=click.Choice(_family_choices(hmm=True)), default="gaussian",
               show_default=True, help="Distribution of the observations within a state.")
 @click.option("--covariance", type=click.Choice(_COVARIANCES), default=None,
               help="Covariance structure of Gaussian emissions (default: full).")

@@ -99,7 +99,7 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool,
         raise InputError(f"{model} holds a {type(estimator).__name__}, which does not label "
                          "rows: predict takes a mixture or a hidden Markov model")
     X, names = _read_for_model(estimator, data, exclude=sequence)
-    if not hmm:
+    if not estimator.__sklearn_tags__().input_tags.allow_nan:  # else missing cells marginalised
         _require_complete_cells(X, names, data)
     # The columns were selected by name above; the array goes in by position.  (Dropping the
     # names avoids scikit-learn's "X does not have valid feature names" check on a plain array.)

@@ -22,6 +22,7 @@ from emkit.cli._common import (
     _stdout,
     _text_family,
 )
+from emkit.families import make_family
 
 
 def _parse_ks(value: str) -> list[int]:
@@ -67,7 +68,8 @@ def _parse_names(value: str | None, option: str, allowed: Sequence[str]) -> list
 @click.option("--columns", help="Comma-separated columns to use (default: all but --weights).")
 @click.option("--weights", "weights", metavar="COLUMN", help="Column of row weights.")
 @click.option("--drop-missing", is_flag=True,
-              help="Drop rows with a missing cell (default: they are an error).")
+              help="Drop rows with a missing cell (default: missing cells are marginalised; "
+                   "student_t cannot, and needs this).")
 @click.option("--n-init", type=click.IntRange(min=1), default=3, show_default=True,
               help="EM runs per candidate; the best is kept.")
 @click.option("--short-runs", type=click.IntRange(min=0), default=0, show_default=True,
@@ -110,7 +112,8 @@ def select_command(
     if text and structures:
         raise InputError("categorical families take text columns, which Gaussian mixtures "
                          "cannot model: leave out --covariance")
-    X, names, w, note = _read_data(data, columns, weights, text, drop_missing)
+    marginalise = all(make_family(name).handles_missing for name in family_names)
+    X, names, w, note = _read_data(data, columns, weights, text, drop_missing, marginalise)
     _print_note(note)
     with _reported_warnings(), _select_progress(not quiet) as progress:
         result = select(X, n_components=k_values, covariance_types=structures,

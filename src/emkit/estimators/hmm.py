@@ -96,6 +96,11 @@ class HMM(EMEstimator):
         self.accelerate = accelerate
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing rows always; cells where the family can
+        return tags
+
     def _make_family(self) -> Family:
         return make_family(self.emission)
 

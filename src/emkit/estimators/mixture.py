@@ -94,6 +94,11 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
             )
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         family = self.family_ if warm else make_family(self.family)
+        if not family.mixture_component:
+            raise ValueError(
+                f"the {family.name!r} family is an HMM emission (a mixture per state); a mixture "
+                "of such mixtures is a Gaussian mixture with K·M components: use GaussianMixture"
+            )
         raw = self._validate(family, X, reset=not warm)
         if not warm:
             family = family.configure(raw)

@@ -67,6 +67,7 @@ class GaussianMixtureEmission(Family):
 
     name = "gaussian_mixture"
     handles_missing = True  # through the Gaussian family (observed-cell densities per sub-state)
+    mixture_component = False  # a mixture of these is a GaussianMixture with K·M components
 
     def __init__(
         self,
