@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 
-from emkit import GMMHMM
+from emkit import GMMHMM, Learn
 from emkit.families import GaussianMixtureEmission, make_family
 
 hmm = pytest.importorskip("hmmlearn.hmm")
@@ -254,3 +254,41 @@ def test_save_load_gives_identical_predictions(ct: str, tmp_path) -> None:
     np.testing.assert_array_equal(again.predict(X, LENGTHS), est.predict(X, LENGTHS))
     np.testing.assert_allclose(again.predict_proba(X, LENGTHS), est.predict_proba(X, LENGTHS))
     assert again.score(X, LENGTHS) == est.score(X, LENGTHS)
+
+
+@pytest.mark.parametrize("ct", ["diag", "full", "spherical", "tied"])
+def test_held_means_same_loglik_as_hmmlearn_params_stwc(ct: str) -> None:
+    """With the means held, hmmlearn's covariance update (about its current means) is exact:
+    ``params="stwc"`` and ``Learn(emissions=("weights", "covariances"))`` agree per iteration."""
+    X, _ = _data()
+    startprob, transmat, weights, means, covars = _start(X, ct)
+    extra = {"covars_prior": -(D + 2) / 2} if ct == "spherical" else {}
+    ref = hmm.GMMHMM(K, M, covariance_type=ct, init_params="", params="stwc", n_iter=N_ITER,
+                     tol=-np.inf, **extra)
+    ref.startprob_, ref.transmat_, ref.weights_ = startprob, transmat, weights
+    ref.means_, ref.covars_ = means, covars
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref.fit(X, LENGTHS)
+    theirs = np.asarray(ref.monitor_.history)
+    family = GaussianMixtureEmission(M, ct, reg_covar=0.0)
+    est = GMMHMM(K, M, ct, reg_covar=0.0, startprob=startprob, transmat=transmat,
+                 emission_init=family.params_from_covariances(weights, means, covars),
+                 learn=Learn(emissions=("weights", "covariances")), max_iter=N_ITER, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, LENGTHS)
+    n = min(theirs.size, est.history_.size)
+    assert n >= 10 and theirs[n - 1] - theirs[0] > 50.0
+    np.testing.assert_allclose(est.history_[:n] * X.shape[0], theirs[:n], rtol=1e-6)
+    np.testing.assert_array_equal(est.means_, means)
+    held = GMMHMM(K, M, ct, reg_covar=0.0, startprob=startprob, transmat=transmat,
+                  emission_init=family.params_from_covariances(weights, means, covars),
+                  learn=Learn(emissions=("means",)), max_iter=5, tol=0.0,
+                  accelerate="squarem")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held.fit(X, LENGTHS)
+    np.testing.assert_array_equal(held.weights_, weights)  # SQUAREM steps hold them too
+    np.testing.assert_allclose(held.covars_, covars, rtol=1e-12)
+    assert np.all(np.diff(held.history_) >= -1e-9)

@@ -366,6 +366,31 @@ def test_frozen_parameters_stay_fixed(learn: Learn) -> None:
     assert np.all(np.diff(est.history_) >= -1e-12)
 
 
+def test_learn_names_emission_groups_and_says_which_exist(tmp_path) -> None:
+    X, _ = sample_hmm(2, [100, 80], [[0.0], [2.0]], np.array([[0.9, 0.1], [0.2, 0.8]]))
+    emission = GaussianParams(np.array([[-1.0], [3.0]]), np.array([[[1.0]], [[0.5]]]))
+    learn = Learn(emissions=["covariances"])  # any collection of names; stored as a frozenset
+    assert learn.emissions == frozenset({"covariances"}) and learn == Learn(
+        emissions=("covariances",))
+    est = quiet_fit(GaussianHMM(2, "full", emission_init=emission, learn=learn, max_iter=20,
+                                accelerate="squarem"), X, [100, 80])
+    np.testing.assert_array_equal(est.means_, emission.means)  # SQUAREM steps hold them too
+    assert not np.allclose(est.covars_, [[[1.0]], [[4.0]]])
+    assert np.all(np.diff(est.history_) >= -1e-12)
+    loaded = emkit.load(emkit.save(est, tmp_path / "held.emk"))
+    assert loaded.learn == learn
+    np.testing.assert_array_equal(loaded.predict_proba(X, [100, 80]),
+                                  est.predict_proba(X, [100, 80]))
+    with pytest.raises(ValueError, match=r"names \['mean'\].*groups \['means', 'covariances'\]"):
+        GaussianHMM(2, learn=Learn(emissions=("mean",))).fit(X)
+    with pytest.raises(ValueError, match="'poisson' emission estimates its parameters as one"):
+        PoissonHMM(2, learn=Learn(emissions=("rates",))).fit(np.abs(np.round(X)))
+    with pytest.raises(TypeError, match="collection of parameter group names"):
+        Learn(emissions="means")
+    with pytest.raises(TypeError, match="Learn.start must be True or False"):
+        Learn(start="yes")
+
+
 def test_missing_rows_are_marginalised() -> None:
     """A NaN row contributes b_k = 1 to every state: the log-likelihood equals that of the
     sequence with the emission term of that step dropped (computed by the kernel directly)."""

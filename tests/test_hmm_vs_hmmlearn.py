@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from emkit import CategoricalHMM, GaussianHMM, PoissonHMM
+from emkit import CategoricalHMM, GaussianHMM, Learn, PoissonHMM
 from emkit.engine import EMConfig, run_em
 from emkit.engine.data import SequenceData
 from emkit.families import FAMILIES
@@ -231,3 +231,86 @@ def test_categorical_hmm_same_loglik_every_iteration() -> None:
     if ours.size == N_ITER:
         np.testing.assert_allclose(est.emissionprob_, ref.emissionprob_, rtol=1e-5, atol=1e-9)
         np.testing.assert_array_equal(est.predict(X, LENGTHS), ref.predict(X, LENGTHS))
+
+
+# hmmlearn's letter strings and the typed Learn that replaces them.  hmmlearn's "stc" (means
+# held) is not a reference: it collects Σ γ x only when "m" is in params, so its covariances come
+# out of the order of Σ γ x² (1e9 here); that case is checked against a direct computation below.
+LEARN_CASES = [
+    ("stm", Learn(emissions=("means",))),  # covariances held
+    ("mc", Learn(start=False, transitions=False)),
+    ("st", Learn(emissions=False)),
+]
+
+
+def _held_case(seed: int, covariance_type: str):
+    X = _gaussian_sequences(seed)
+    K, D = 3, X.shape[1]
+    rng = np.random.default_rng(seed + 1)
+    startprob, transmat = _chain(rng, K)
+    means = X[rng.choice(X.shape[0], K, replace=False)]
+    covars = _start_covariances(covariance_type, K, D, rng)
+    family = Gaussian(covariance_type, reg_covar=0.0)
+    emission = GaussianParams(means, family.covariance.precisions_cholesky(covars))
+    return X, startprob, transmat, means, covars, emission
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(("letters", "learn"), LEARN_CASES, ids=[c[0] for c in LEARN_CASES])
+def test_held_parameters_same_loglik_as_hmmlearn_params(
+    covariance_type: str, letters: str, learn: Learn
+) -> None:
+    X, startprob, transmat, means, covars, emission = _held_case(5, covariance_type)
+    ref = hmm.GaussianHMM(3, covariance_type, init_params="", params=letters, means_prior=0,
+                          means_weight=0, covars_prior=0.0, n_iter=N_ITER, tol=-np.inf)
+    ref.startprob_, ref.transmat_, ref.means_, ref.covars_ = startprob, transmat, means, covars
+    theirs = _hmmlearn_history(ref, X, LENGTHS)
+    ours = GaussianHMM(3, covariance_type, reg_covar=0.0, startprob=startprob,
+                       transmat=transmat, emission_init=emission, learn=learn,
+                       max_iter=N_ITER, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.fit(X, LENGTHS)
+    assert theirs[-1] - theirs[0] > 10.0  # EM really moved
+    n = min(theirs.size, ours.history_.size)
+    assert n >= 10
+    np.testing.assert_allclose(ours.history_[:n] * X.shape[0], theirs[:n], rtol=1e-6)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6)
+    if letters == "stm":
+        np.testing.assert_allclose(ours.covariances_, covars, rtol=1e-12)
+    if not learn.start:
+        np.testing.assert_allclose(ours.startprob_, startprob, rtol=1e-14)  # as normalised
+        np.testing.assert_allclose(ours.transmat_, transmat, rtol=1e-14)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_held_means_give_covariances_about_them(covariance_type: str) -> None:
+    """One Baum-Welch step with the means held: Σ_k = Σ_t γ_tk (x_t − μ_k)(x_t − μ_k)ᵀ / Σ_t γ_tk
+    (pooled over states for tied, averaged over features for spherical), from the posteriors
+    of the starting parameters; then the log-likelihood only rises."""
+    X, startprob, transmat, means, covars, emission = _held_case(7, covariance_type)
+    model = HMMModel(Gaussian(covariance_type, reg_covar=0.0).configure(X), 3)
+    offsets = np.concatenate([[0], np.cumsum(LENGTHS)])
+    _, gamma = model.posteriors(HMMParams(startprob, transmat, emission), X, offsets)
+    scatter = np.stack([(X - means[k]).T @ ((X - means[k]) * gamma[:, k : k + 1])
+                        for k in range(3)])
+    nk = gamma.sum(axis=0)
+    want = {
+        "full": scatter / nk[:, None, None],
+        "tied": scatter.sum(axis=0) / nk.sum(),
+        "diag": np.diagonal(scatter, axis1=1, axis2=2) / nk[:, None],
+        "spherical": np.diagonal(scatter, axis1=1, axis2=2).mean(axis=1) / nk,
+    }[covariance_type]
+    est = GaussianHMM(3, covariance_type, reg_covar=0.0, startprob=startprob, transmat=transmat,
+                      emission_init=emission, learn=Learn(emissions=("covariances",)),
+                      max_iter=1, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, LENGTHS)
+        np.testing.assert_array_equal(est.means_, means)
+        np.testing.assert_allclose(est.covariances_, want, rtol=1e-9)
+        longer = est.set_params(max_iter=30).fit(X, LENGTHS)
+    assert np.all(np.diff(longer.history_) >= -1e-12)
+    # start 2 + transitions 6 + the covariances (the held means are not counted)
+    assert longer.n_parameters() == 2 + 6 + {"full": 9, "tied": 3, "diag": 6,
+                                             "spherical": 3}[covariance_type]

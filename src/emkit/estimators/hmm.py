@@ -245,7 +245,7 @@ class HMM(EMEstimator):
         dict of flags, ``startprob`` / ``transmat`` as nested lists, ``emission_init`` as the
         family's named arrays (``describe``) as lists."""
         out = dict(params)
-        out["learn"] = {name: bool(getattr(self.learn, name)) for name in _LEARN_FIELDS}
+        out["learn"] = {name: _learn_json(getattr(self.learn, name)) for name in _LEARN_FIELDS}
         for name in ("startprob", "transmat"):
             if out.get(name) is not None:
                 out[name] = np.asarray(out[name], dtype=np.float64).tolist()
@@ -265,9 +265,15 @@ class HMM(EMEstimator):
         learn = out.get("learn")
         if isinstance(learn, Mapping):
             unknown = set(learn) - set(_LEARN_FIELDS)
-            if unknown or not all(isinstance(v, bool) for v in learn.values()):
-                raise ValueError(f"learn must map {_LEARN_FIELDS} to true/false, got {learn!r}")
-            out["learn"] = Learn(**learn)
+            if unknown or not all(isinstance(v, (bool, list)) for v in learn.values()):
+                raise ValueError(
+                    f"learn must map {_LEARN_FIELDS} to true/false (emissions: or a list of "
+                    f"group names), got {learn!r}"
+                )
+            try:
+                out["learn"] = Learn(**learn)
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
         elif "learn" in out:
             out["learn"] = Learn()  # an older file: the default
         for name in ("startprob", "transmat"):
@@ -583,6 +589,10 @@ class CategoricalHMM(HMM):
     def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
         table = self.emission_.describe(params.emission)["probabilities"]
         return {"emissionprob_": table[:, 0, :].copy()} if table.shape[1] == 1 else {}
+
+
+def _learn_json(value: bool | frozenset[str]) -> bool | list[str]:
+    return bool(value) if isinstance(value, bool) else sorted(value)
 
 
 def _check_missing(X: np.ndarray, names: list[str] | None, family: Family) -> np.ndarray:

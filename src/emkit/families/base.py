@@ -83,6 +83,21 @@ class Family(ABC):
     def log_prior(self, params: Any) -> float:
         return 0.0
 
+    # --- parameter groups held fixed (an HMM's Learn(emissions=(...))) -------------------------
+    parameter_groups: ClassVar[tuple[str, ...]] = ()  # groups that can be estimated separately
+
+    def m_step_holding(self, sums: tuple, nk: np.ndarray, params: Any, held: frozenset) -> Any:
+        """The maximiser over the groups not in ``held``, those in ``held`` kept at ``params``."""
+        raise NotImplementedError(f"{type(self).__name__} has no separate parameter groups")
+
+    def hold(self, new: Any, old: Any, held: frozenset) -> Any:
+        """``new`` with the groups in ``held`` taken from ``old``."""
+        raise NotImplementedError(f"{type(self).__name__} has no separate parameter groups")
+
+    def n_held_parameters(self, params: Any, held: frozenset) -> int:
+        """Free parameters in the groups ``held`` (not estimated, so not counted by BIC)."""
+        return 0
+
     # --- bookkeeping --------------------------------------------------------------------------
     @abstractmethod
     def n_parameters(self, params: Any) -> int:

@@ -169,6 +169,34 @@ class Gaussian(Family):
             precisions_cholesky=self.covariance.precisions_cholesky(cov),
         )
 
+    # --- parameter groups (Learn(emissions=("covariances",)) holds the means) ------------------
+    parameter_groups = ("means", "covariances")
+
+    def m_step_holding(
+        self, sums: tuple, nk: np.ndarray, params: GaussianParams, held: frozenset
+    ) -> GaussianParams:
+        """Held means: ``Σ_k`` about them, ``S/n − μ̂μ̂ᵀ + (μ̂ − μ)(μ̂ − μ)ᵀ`` with ``μ̂ = s/n``;
+        held covariances: only ``μ̂``.  Both are the conditional maximisers."""
+        if "means" in held and "covariances" not in held:
+            sx, second = sums
+            nk = np.maximum(nk, 10.0 * np.finfo(np.float64).eps)
+            shift = sx / nk[:, None] - (params.means - self._origin(params.n_features))
+            second = second + self.covariance.second_moment(shift, np.diag(nk), nk)
+            sums = (sx, second)
+        return self.hold(self.m_step(sums, nk, params), params, held)
+
+    def hold(self, new: GaussianParams, old: GaussianParams, held: frozenset) -> GaussianParams:
+        return GaussianParams(
+            old.means if "means" in held else new.means,
+            old.precisions_cholesky if "covariances" in held else new.precisions_cholesky,
+        )
+
+    def n_held_parameters(self, params: GaussianParams, held: frozenset) -> int:
+        K, D = params.means.shape
+        return int(K * D * ("means" in held)) + int(
+            self.covariance.n_parameters(K, D) * ("covariances" in held)
+        )
+
     # --- bookkeeping --------------------------------------------------------------------------
     def _shared(self, D: int) -> bool:
         """True when one covariance serves every component (its shape does not depend on K)."""

@@ -170,6 +170,44 @@ class GaussianMixtureEmission(Family):
     def m_step(
         self, sums: tuple, nk: np.ndarray, params: GaussianMixtureEmissionParams | None
     ) -> GaussianMixtureEmissionParams:
+        return self._m_step(sums, params, frozenset())
+
+    # --- parameter groups (Learn(emissions=(...)) holds the others) ----------------------------
+    parameter_groups = ("weights", "means", "covariances")
+
+    def m_step_holding(
+        self, sums: tuple, nk: np.ndarray, params: GaussianMixtureEmissionParams, held: frozenset
+    ) -> GaussianMixtureEmissionParams:
+        """Held weights stay; held means or covariances as for one Gaussian (its
+        ``m_step_holding``: covariances about held means)."""
+        return self.hold(self._m_step(sums, params, held), params, held)
+
+    def hold(
+        self, new: GaussianMixtureEmissionParams, old: GaussianMixtureEmissionParams,
+        held: frozenset,
+    ) -> GaussianMixtureEmissionParams:
+        weights = old.weights if "weights" in held else new.weights
+        return GaussianMixtureEmissionParams(weights, self.gaussian.hold(new.gaussian,
+                                                                         old.gaussian, held))
+
+    def n_held_parameters(self, params: GaussianMixtureEmissionParams, held: frozenset) -> int:
+        K, M = params.weights.shape
+        return int(K * (M - 1) * ("weights" in held)) + self.gaussian.n_held_parameters(
+            params.gaussian, held
+        )
+
+    def _inner_m_step(
+        self, sums: tuple, nk: np.ndarray, params: GaussianMixtureEmissionParams | None,
+        held: frozenset,
+    ) -> GaussianParams:
+        inner = held & {"means", "covariances"}
+        if inner and params is not None:
+            return self.gaussian.m_step_holding(sums, nk, params.gaussian, inner)
+        return self.gaussian.m_step(sums, nk, None)
+
+    def _m_step(
+        self, sums: tuple, params: GaussianMixtureEmissionParams | None, held: frozenset
+    ) -> GaussianMixtureEmissionParams:
         nkm = np.asarray(sums[0], dtype=np.float64)
         K, M = nkm.shape
         totals = nkm.sum(axis=1, keepdims=True)
@@ -182,13 +220,13 @@ class GaussianMixtureEmission(Family):
         if self._per_state:
             # the state's pooled scatter stays as summed (a dead Gaussian adds ~nothing and
             # keeps it positive definite); the dead one takes its busiest neighbour's mean
-            gaussian = self.gaussian.m_step(tuple(sums[1:]), nkm.ravel(), None)
+            gaussian = self._inner_m_step(tuple(sums[1:]), nkm.ravel(), params, held)
             means = gaussian.means[source]
             return GaussianMixtureEmissionParams(
                 weights, GaussianParams(means, gaussian.precisions_cholesky)
             )
         gsums = tuple(np.asarray(s)[source] for s in sums[1:])
-        gaussian = self.gaussian.m_step(gsums, nkm.ravel()[source], None)
+        gaussian = self._inner_m_step(gsums, nkm.ravel()[source], params, held)
         return GaussianMixtureEmissionParams(weights, gaussian)
 
     # --- bookkeeping --------------------------------------------------------------------------

@@ -37,11 +37,50 @@ CHUNK_BYTES = 2 * 2**20  # temporaries of one pass of the family's code
 
 @dataclass(frozen=True)
 class Learn:
-    """Which parameters EM estimates; the others stay at their starting values."""
+    """Which parameters EM estimates; the others stay at their starting values.
+
+    ``emissions`` is True (all), False (none) or the names of the emission family's parameter
+    groups to estimate (``family.parameter_groups``, e.g. ``("covariances",)`` for Gaussian
+    states with fixed means): the M-step then maximises over those groups with the others held.
+    """
 
     start: bool = True
     transitions: bool = True
-    emissions: bool = True
+    emissions: bool | frozenset[str] = True
+
+    def __post_init__(self) -> None:
+        for name in ("start", "transitions"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"Learn.{name} must be True or False, got {getattr(self, name)!r}")
+        value = self.emissions
+        if isinstance(value, (bool, np.bool_)):
+            object.__setattr__(self, "emissions", bool(value))
+            return
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise TypeError(
+                "Learn.emissions must be True, False or a collection of parameter group names "
+                f"such as ('means', 'covariances'), got {value!r}"
+            )
+        object.__setattr__(self, "emissions", frozenset(value))
+
+    def held_groups(self, family: Family) -> frozenset[str]:
+        """The emission groups held fixed (empty when all are learned or none: see
+        ``emissions``); names the family does not have are an error listing those it has."""
+        if isinstance(self.emissions, bool):
+            return frozenset()
+        groups = tuple(family.parameter_groups)
+        if not groups:
+            raise ValueError(
+                f"the {family.name!r} emission estimates its parameters as one group: "
+                "use Learn(emissions=True) or Learn(emissions=False)"
+            )
+        unknown = sorted(self.emissions - set(groups))
+        if unknown or not self.emissions:
+            raise ValueError(
+                f"Learn(emissions=...) names {unknown or 'no group'}; the {family.name!r} "
+                f"emission has the groups {list(groups)}"
+            )
+        return frozenset(groups) - self.emissions
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +165,9 @@ class HMMModel:
     init_method: str = "k-means++"
     n_features: int = 1
     collapse_fraction: float = 1e-10
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_held", self.learn.held_groups(self.emission))
 
     # --- emission densities -------------------------------------------------------------------
     def _chunk(self) -> int:
@@ -250,6 +292,8 @@ class HMMModel:
         return HMMParams(startprob, transmat, emission)
 
     def _emission_m_step(self, sums: tuple, nk: np.ndarray, current: Any) -> Any:
+        if self._held and current is not None:
+            return self.emission.m_step_holding(sums, nk + EPS, current, self._held)
         emission = self.emission.m_step(sums, nk + EPS, current)
         dead = np.flatnonzero(nk <= self.collapse_fraction * nk.sum())
         if dead.size and dead.size < nk.size:
@@ -302,6 +346,8 @@ class HMMModel:
             transmat = _squares_free(roots, like.transmat > 0, like.transmat)
         if self.learn.emissions:
             emission = self.emission.unflatten(vector[K + K * K :], like.emission)
+            if self._held:
+                emission = self.emission.hold(emission, like.emission, self._held)
         return HMMParams(startprob, transmat, emission)
 
     # --- initialisation -----------------------------------------------------------------------
@@ -350,6 +396,7 @@ class HMMModel:
             count += int((params.transmat > 0).sum()) - self.n_states
         if self.learn.emissions:
             count += int(self.emission.n_parameters(params.emission))
+            count -= int(self.emission.n_held_parameters(params.emission, self._held))
         return count
 
     def sample(
