@@ -469,9 +469,9 @@ class Diag(CovarianceStructure):
         return np.log(pc).sum(axis=1)
 
     def mahalanobis(self, Xc, means_c, pc):
-        prec = np.square(pc)
-        out = np.square(Xc) @ prec.T.astype(Xc.dtype)
-        out -= 2.0 * (Xc @ (means_c * prec).T.astype(Xc.dtype))
+        prec = np.square(pc)  # one product [Xc, Xc²]·[−2μΛ; Λ], then + Σ μ²Λ per component
+        G = np.vstack([-2.0 * (means_c * prec).T, prec.T]).astype(Xc.dtype)
+        out = _squares_and_values(Xc) @ G
         out += (np.square(means_c) * prec).sum(axis=1).astype(Xc.dtype)
         return out
 

@@ -156,7 +156,8 @@ class Gaussian(Family):
 
     def _accumulate_complete(self, X: np.ndarray, R: np.ndarray) -> tuple:
         Xc = self._centred(X)
-        second = self.covariance.second_moment(Xc, R, R.sum(axis=1))
+        w = R @ np.ones(R.shape[1])  # row weights (a product: a reduction over K is slow)
+        second = self.covariance.second_moment(Xc, R, w)
         return (R.T @ Xc, np.asarray(second, dtype=np.float64))
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: GaussianParams | None) -> GaussianParams:

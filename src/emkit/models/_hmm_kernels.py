@@ -24,6 +24,18 @@ TINY_SCALE = 1e-250
 
 
 @numba.njit(**_OPTS)
+def _carry_prediction(
+    gamma: np.ndarray, logb: np.ndarray, scale: np.ndarray, pred: np.ndarray, t: int
+) -> None:
+    """Step ``t`` that no reachable state can emit: ``α̂_t`` is the prediction, ``b̃_t = 1``
+    (the sequence's log-likelihood is −inf; the posteriors stay finite)."""
+    for k in range(pred.shape[0]):
+        gamma[t, k] = pred[k]
+        logb[t, k] = 0.0
+    scale[t] = 1.0
+
+
+@numba.njit(**_OPTS)
 def forward_backward(
     logb: np.ndarray,
     offsets: np.ndarray,
@@ -78,10 +90,7 @@ def forward_backward(
                     m = logb[t, k]
             if not m > -np.inf:  # no state can emit x_t (or NaN)
                 ll = -np.inf
-                for k in range(K):
-                    gamma[t, k] = pred[k]
-                    logb[t, k] = 0.0
-                scale[t] = 1.0
+                _carry_prediction(gamma, logb, scale, pred, t)
                 continue
             c = 0.0
             for k in range(K):
@@ -99,10 +108,7 @@ def forward_backward(
                             m2 = u
                 if not m2 > -np.inf:  # only unreachable states can emit x_t
                     ll = -np.inf
-                    for k in range(K):
-                        gamma[t, k] = pred[k]
-                        logb[t, k] = 0.0
-                    scale[t] = 1.0
+                    _carry_prediction(gamma, logb, scale, pred, t)
                     continue
                 c = 0.0
                 for k in range(K):
