@@ -71,20 +71,6 @@ def _list(items: Sequence[Any], limit: int = 8) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
 
 
-def _require_complete(X: np.ndarray, names: Sequence[str], path: Path) -> None:
-    """Name the rows and columns with missing (empty, NA) or infinite values."""
-    bad = ~np.isfinite(X)
-    if not bad.any():
-        return
-    rows = np.flatnonzero(bad.any(axis=1)) + 1
-    cols = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
-    raise InputError(
-        f"{path}: {rows.size} row(s) have missing or infinite values: data rows "
-        f"{_list(rows.tolist())} (counting from 1 below the header), in column(s) "
-        f"{_list([repr(c) for c in cols])}; drop or impute those rows first"
-    )
-
-
 @contextlib.contextmanager
 def _reported_warnings() -> Iterator[None]:
     """Show warnings raised inside (non-convergence, collapsed components) as one line each."""
@@ -163,20 +149,18 @@ def _missing_cells(X: np.ndarray) -> np.ndarray:
     return missing(X)
 
 
-def _require_complete_cells(X: np.ndarray, names: Sequence[str], path: Path) -> None:
-    """Like :func:`_require_complete` for numeric or text (object) tables."""
-    if X.dtype != object:
-        _require_complete(X, names, path)
-        return
-    bad = _missing_cells(X)
+def _require_complete(X: np.ndarray, names: Sequence[str], path: Path) -> None:
+    """Name the rows and columns with missing (empty, NA, None) or infinite values."""
+    bad = _missing_cells(X) if X.dtype == object else ~np.isfinite(X)
     if not bad.any():
         return
     rows = np.flatnonzero(bad.any(axis=1)) + 1
     cols = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
+    what = "missing" if X.dtype == object else "missing or infinite"
     raise InputError(
-        f"{path}: {rows.size} row(s) have missing values: data rows {_list(rows.tolist())} "
+        f"{path}: {rows.size} row(s) have {what} values: data rows {_list(rows.tolist())} "
         f"(counting from 1 below the header), in column(s) {_list([repr(c) for c in cols])}; "
-        "drop those rows first"
+        "drop or impute those rows first"
     )
 
 
@@ -232,7 +216,7 @@ def _read_data(
     elif marginalise:
         note = _marginalised_note(X)
     if not marginalise:
-        _require_complete_cells(X, names, data)
+        _require_complete(X, names, data)
     if w is None:
         return X, names, None, note
     bad = np.flatnonzero(~np.isfinite(w) | (w < 0))

@@ -204,11 +204,8 @@ def _mixture_summary(
         ("features (D)", f"{D}: {_list(list(names))}"),
         ("family", estimator.family_.name),
         ("components (K)", estimator.n_components),
-        ("converged", "yes" if estimator.converged_ else "no"),
-        ("iterations", f"{estimator.n_iter_} ({estimator.n_estep_} E-steps)"),
+        *_run_rows(estimator),
     ]
-    if estimator.n_init > 1:
-        rows.append(("restarts", f"{estimator.n_init} (best: run {estimator.best_restart_ + 1})"))
     rows += [
         ("log-likelihood", f"{crit['loglik']:.6f}"),
         ("BIC", f"{crit['bic']:.4f}"),
@@ -219,3 +216,14 @@ def _mixture_summary(
         _key_value_table(f"{estimator.family_.name} mixture fitted by EM", rows),
         _component_table(estimator, names),
     ]
+
+
+def _run_rows(estimator: Any) -> list[tuple[str, Any]]:
+    """Summary rows of an EM run: converged, iterations (E-steps), and restarts when > 1."""
+    rows: list[tuple[str, Any]] = [
+        ("converged", "yes" if estimator.converged_ else "no"),
+        ("iterations", f"{estimator.n_iter_} ({estimator.n_estep_} E-steps)"),
+    ]
+    if estimator.n_init > 1:
+        rows.append(("restarts", f"{estimator.n_init} (best: run {estimator.best_restart_ + 1})"))
+    return rows

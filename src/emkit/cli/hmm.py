@@ -35,6 +35,7 @@ from emkit.cli._report import (
     _first_features,
     _gaussian_columns,
     _key_value_table,
+    _run_rows,
 )
 from emkit.estimators.hmm import HMM, GaussianHMM
 from emkit.families import make_family
@@ -224,11 +225,8 @@ def _hmm_summary(
         ("emission", _emission_name(estimator)),
         ("states (K)", estimator.n_states),
         ("chain", "left-right" if left_right else "ergodic (every transition allowed)"),
-        ("converged", "yes" if estimator.converged_ else "no"),
-        ("iterations", f"{estimator.n_iter_} ({estimator.n_estep_} E-steps)"),
+        *_run_rows(estimator),
     ]
-    if estimator.n_init > 1:
-        rows.append(("restarts", f"{estimator.n_init} (best: run {estimator.best_restart_ + 1})"))
     rows += [
         ("log-likelihood", f"{estimator.score(X, lengths):.6f}"),
         ("parameters", estimator.n_parameters()),

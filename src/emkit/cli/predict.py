@@ -15,7 +15,7 @@ from emkit._validation import InputError
 from emkit.cli._common import (
     _list,
     _missing_cells,
-    _require_complete_cells,
+    _require_complete,
     _stderr,
     _stdout,
 )
@@ -100,7 +100,7 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool,
                          "rows: predict takes a mixture or a hidden Markov model")
     X, names = _read_for_model(estimator, data, exclude=sequence)
     if not estimator.__sklearn_tags__().input_tags.allow_nan:  # else missing cells marginalised
-        _require_complete_cells(X, names, data)
+        _require_complete(X, names, data)
     # The columns were selected by name above; the array goes in by position.  (Dropping the
     # names avoids scikit-learn's "X does not have valid feature names" check on a plain array.)
     if hasattr(estimator, "feature_names_in_"):
@@ -158,7 +158,7 @@ def detect(model: Path, data: Path, contamination: float, threshold: float | Non
     if drop_missing:
         keep = ~_missing_cells(X).any(axis=1)
         X, rows = X[keep], rows[keep]
-    _require_complete_cells(X, names, data)
+    _require_complete(X, names, data)
     if hasattr(estimator, "feature_names_in_"):
         del estimator.feature_names_in_  # columns were selected by name; the array goes by position
     log_density = estimator.score_samples(X)
