@@ -306,15 +306,17 @@ def test_fit_mixture_categorical_reads_text_columns(runner, tmp_path):
     assert len(predicted.stdout.strip().splitlines()) == 1 + 237
 
 
-def test_fit_mixture_student_t_needs_complete_rows(runner, tmp_path):
+def test_fit_mixture_student_t_marginalises_or_drops_missing_cells(runner, tmp_path):
     data = tmp_path / "holes.csv"
     data.write_text("a,b\n1,2\n3,\n5,6\n2,8\n9,10\n4,4\n")
     result = runner.invoke(main, ["fit", "mixture", str(data), "--family", "student_t", "-k",
                                   "1"])
-    assert_user_error(result, "1 row(s)", "data rows 2", "'b'")
+    assert result.exit_code == 0, result.output
+    assert "1 missing cell(s) in 1 row(s), marginalised" in result.stderr
     result = runner.invoke(main, ["fit", "mixture", str(data), "--family", "student_t", "-k",
                                   "1", "--drop-missing"])
     assert result.exit_code == 0, result.output
+    assert "dropped 1 row(s)" in result.stderr
 
 
 @needs_families("categorical")

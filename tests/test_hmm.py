@@ -416,9 +416,14 @@ def test_missing_rows_are_marginalised() -> None:
     Xp = X.copy()
     Xp[3, 1] = np.nan  # a single cell: marginalised by the family (tests/test_missing_cells.py)
     assert np.isfinite(est.score(Xp))
-    student = quiet_fit(HMM("student_t", 2, random_state=0, max_iter=3), X)
+
+    class WholeRowsOnly(Gaussian):  # a user's family that cannot marginalise single cells
+        handles_missing = False
+
+    rows_only = quiet_fit(HMM(WholeRowsOnly("full"), 2, random_state=0, max_iter=3), X)
+    assert np.isfinite(rows_only.score(Xm, [50, 30]))  # whole missing rows still work
     with pytest.raises(InputError, match="row 3 is missing column 1 but not every column"):
-        student.predict(Xp)
+        rows_only.predict(Xp)
     with pytest.raises(InputError, match="inf"):
         Xi = X.copy()
         Xi[4, 0] = np.inf

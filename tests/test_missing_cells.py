@@ -62,6 +62,10 @@ def _family_case(name: str, seed: int = 0):
             {"name": "gaussian_mixture", "n_mix": 2, "covariance": "full"},
             rng.multivariate_normal([0, 2, 1], [[1, 0.6, 0.3], [0.6, 2, -0.5], [0.3, -0.5, 1]], n),
         ),
+        "student_t": (
+            {"name": "student_t", "fixed_dof": 4.0},
+            rng.multivariate_normal([0, 2, 1], [[1, 0.6, 0.3], [0.6, 2, -0.5], [0.3, -0.5, 1]], n),
+        ),
         "product": (
             {"name": "product", "blocks": [("normal", [0]), ("poisson", [1]), ("gamma", [2])]},
             np.column_stack([rng.normal(size=n), counts[:, 1], rng.gamma(2.0, size=n)]),
@@ -76,7 +80,7 @@ def _family_case(name: str, seed: int = 0):
 
 DISCRETE = ["poisson", "bernoulli", "categorical"]
 CONTINUOUS = ["exponential", "gamma", "normal", "lognormal", "gaussian_full", "gaussian_tied",
-              "gaussian_diag", "gaussian_spherical", "gaussian_mixture", "product"]
+              "gaussian_diag", "gaussian_spherical", "gaussian_mixture", "student_t", "product"]
 
 
 def _grid(name: str, X: np.ndarray, j: int, family, params) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +229,8 @@ def test_a_column_missing_everywhere_scores_as_the_model_without_it() -> None:
 @settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
-    family=st.sampled_from(["poisson", "gaussian", "categorical", "product", "gamma"]),
+    family=st.sampled_from(["poisson", "gaussian", "categorical", "product", "gamma",
+                            "student_t"]),
     fraction=st.floats(0.05, 0.5),
 )
 def test_log_likelihood_never_decreases_with_missing_cells(
@@ -240,6 +245,7 @@ def test_log_likelihood_never_decreases_with_missing_cells(
         "categorical": np.minimum(base, 4.0),
         "product": base,
         "gamma": base + 0.5,
+        "student_t": base + rng.standard_t(3.0, size=(n, 2)),
     }[family]
     spec = {
         "product": {"name": "product", "blocks": [("poisson", [0]), ("normal", [1])]},
@@ -273,10 +279,16 @@ def test_categorical_cells_given_as_none_or_nan() -> None:
         est.predict(np.array([["z", "a"]], dtype=object))
 
 
-def test_gmmhmm_marginalises_cells_and_student_t_refuses_them() -> None:
+def test_gmmhmm_and_student_t_marginalise_cells_a_family_without_it_refuses() -> None:
     X, _ = _regimes(7, n=300)
     X[np.random.default_rng(8).random(X.shape) < 0.2] = np.nan
     est = GMMHMM(2, n_mix=2, covariance_type="full", random_state=0, max_iter=30).fit(X)
     assert np.all(np.diff(est.history_) >= -1e-9)
-    with pytest.raises(InputError, match="'student_t' emission marginalises whole missing rows"):
-        HMM("student_t", 2).fit(X)
+    student = HMM("student_t", 2, random_state=0, max_iter=30).fit(X)
+    assert np.all(np.diff(student.history_) >= -1e-9)
+
+    class WholeRowsOnly(Poisson):  # a family of a user's that cannot marginalise cells
+        handles_missing = False
+
+    with pytest.raises(InputError, match="'poisson' emission marginalises whole missing rows"):
+        HMM(WholeRowsOnly(), 2).fit(np.abs(np.round(X)))

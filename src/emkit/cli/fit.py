@@ -127,8 +127,8 @@ def fit_gmm(
 @click.option("--weights", "weights", metavar="COLUMN",
               help="Column of row weights (e.g. how often each row was observed).")
 @click.option("--drop-missing", is_flag=True,
-              help="Drop rows with a missing cell (default: missing cells are marginalised; "
-                   "student_t cannot, and needs this).")
+              help="Drop rows with a missing cell (default: missing cells are "
+                   "marginalised).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the fitted model here (.emk).")
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True,

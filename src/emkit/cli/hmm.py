@@ -101,20 +101,11 @@ def _left_right(K: int) -> tuple[np.ndarray, np.ndarray]:
     return startprob, transmat
 
 
-def _check_rows(X: np.ndarray, names: Sequence[str], data: Path, K: int, family: Any) -> None:
-    missing = _missing_cells(X)
-    observed = int((~missing.all(axis=1)).sum())
+def _check_rows(X: np.ndarray, data: Path, K: int) -> None:
+    observed = int((~_missing_cells(X).all(axis=1)).sum())
     if observed < K:
         raise InputError(f"--states {K} needs at least {K} rows with an observed value; {data} "
                          f"has {observed}")
-    partial = np.flatnonzero(missing.any(axis=1) & ~missing.all(axis=1))
-    if partial.size and not family.handles_missing:
-        cols = [names[j] for j in np.flatnonzero(missing[partial].any(axis=0))]
-        raise InputError(
-            f"{data}: data row(s) {_list((partial + 1).tolist())} miss some cells (in column(s) "
-            f"{_list([repr(c) for c in cols])}) but not all; the {family.name!r} emission "
-            "marginalises whole missing rows only: fill those cells or choose another emission"
-        )
 
 
 # --- emkit fit hmm -------------------------------------------------------------------------------
@@ -175,7 +166,7 @@ def fit_hmm(
     X, names = read_table(data, _feature_columns(data, columns, sequence),
                           text=not family.numeric_input)
     lengths = sequence_lengths(data, sequence, X.shape[0])
-    _check_rows(X, names, data, n_states, family)
+    _check_rows(X, data, n_states)
     with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
         try:
             estimator.fit(X, lengths, callback=callback)

@@ -68,8 +68,8 @@ def _parse_names(value: str | None, option: str, allowed: Sequence[str]) -> list
 @click.option("--columns", help="Comma-separated columns to use (default: all but --weights).")
 @click.option("--weights", "weights", metavar="COLUMN", help="Column of row weights.")
 @click.option("--drop-missing", is_flag=True,
-              help="Drop rows with a missing cell (default: missing cells are marginalised; "
-                   "student_t cannot, and needs this).")
+              help="Drop rows with a missing cell (default: missing cells are "
+                   "marginalised).")
 @click.option("--n-init", type=click.IntRange(min=1), default=3, show_default=True,
               help="EM runs per candidate; the best is kept.")
 @click.option("--short-runs", type=click.IntRange(min=0), default=0, show_default=True,

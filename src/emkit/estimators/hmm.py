@@ -5,7 +5,7 @@ family object; :class:`GaussianHMM` and :class:`PoissonHMM` are shorthands with 
 attribute names.  Multiple sequences are rows of ``X`` cut by ``lengths`` (as in hmmlearn);
 ``sample_weight`` holds one weight per sequence.  NaN (or None) marks a missing observation: a
 whole missing row is marginalised (the hidden chain moves on through it), and so are single
-missing cells for every emission family with ``handles_missing`` (all but Student-t).
+missing cells for every emission family with ``handles_missing`` (all of emkit's families).
 """
 
 from __future__ import annotations

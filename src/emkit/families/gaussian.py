@@ -86,7 +86,7 @@ class Gaussian(Family):
         finite = np.isfinite(X)
         counts = finite.sum(axis=0)
         origin = np.where(finite, X, 0.0).sum(axis=0) / np.maximum(counts, 1)
-        return Gaussian(self.covariance, self.reg_covar, origin)
+        return type(self)(self.covariance, self.reg_covar, origin)
 
     def check(self, X: np.ndarray, names: list[str] | None = None) -> None:
         reject_values(X, ~np.isfinite(X), names, "Non-finite values cannot be Gaussian data")

@@ -99,7 +99,9 @@ def full_covariances(structure: Any, pc: np.ndarray, K: int, D: int) -> np.ndarr
 class GaussianPattern:
     """One missingness pattern under K Gaussians: ``logp`` (n, K) of ``log N(x_o | μ_k, Σ_k)``
     (plus the given log-weights), ``xhat`` (K, n, D) with missing cells at ``E_k[x_m | x_o]``,
-    and ``cond`` (K, m, m) the conditional covariances of the missing block."""
+    ``cond`` (K, m, m) the conditional covariances of the missing block, and the pieces of the
+    density: ``delta`` (n, K) the Mahalanobis distances ``(x_o − μ_o)ᵀ Σ_oo⁻¹ (x_o − μ_o)`` and
+    ``log_det`` (K,) ``log det Σ_oo`` (Student-t components reuse them)."""
 
     rows: np.ndarray
     obs: np.ndarray
@@ -107,6 +109,8 @@ class GaussianPattern:
     logp: np.ndarray
     xhat: np.ndarray
     cond: np.ndarray
+    delta: np.ndarray
+    log_det: np.ndarray
 
 
 def gaussian_patterns(
@@ -129,6 +133,7 @@ def gaussian_patterns(
         logp = np.empty((n, K))
         xhat = np.empty((K, n, D))
         cond = np.empty((K, miss.size, miss.size))
+        delta, log_det = np.zeros((n, K)), np.zeros(K)
         Xo = X[np.ix_(rows, obs)]
         for k in range(K):
             cov = covs[k]
@@ -141,17 +146,16 @@ def gaussian_patterns(
             inv = np.linalg.inv(chol)
             Z = Xo - means[k, obs]
             Y = Z @ inv.T
-            log_det = 2.0 * np.log(np.diag(chol)).sum()
-            logp[:, k] = log_weights[k] - 0.5 * (
-                obs.size * LOG_2PI + log_det + np.einsum("ij,ij->i", Y, Y)
-            )
+            log_det[k] = 2.0 * np.log(np.diag(chol)).sum()
+            delta[:, k] = np.einsum("ij,ij->i", Y, Y)
+            logp[:, k] = log_weights[k] - 0.5 * (obs.size * LOG_2PI + log_det[k] + delta[:, k])
             xhat[k][:, obs] = Xo
             if miss.size:
                 B = inv.T @ (inv @ cov[np.ix_(obs, miss)])
                 xhat[k][:, miss] = means[k, miss] + Z @ B
                 c = cov[np.ix_(miss, miss)] - cov[np.ix_(miss, obs)] @ B
                 cond[k] = 0.5 * (c + c.T)
-        yield GaussianPattern(rows, obs, miss, logp, xhat, cond)
+        yield GaussianPattern(rows, obs, miss, logp, xhat, cond, delta, log_det)
 
 
 def pattern_log_prob(

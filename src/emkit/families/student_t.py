@@ -20,6 +20,11 @@ and ``Σ R (log u − u)``, about a fixed ``origin`` ``o`` (the training data's 
 :meth:`StudentT.configure`).  Each chunk forms its second moment about the current component
 means (nothing cancels there) and shifts it to the origin exactly, so chunk sums add, and
 statistics gathered under different parameters still combine (online EM).
+
+Missing cells (NaN; Liu & Rubin 1995): a row with observed block ``o`` (``p`` cells) has the
+``t_ν(μ_o, Σ_oo)`` density; ``u = (ν + p)/(ν + δ_o)``, the missing block enters the sums at its
+conditional mean ``x̂_m = μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o)`` (weight ``R u``) and the second moment
+gains ``R·C`` with ``C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om`` (``E[τ · C/τ] = C``); ``E[log τ]`` uses ``p``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from scipy.special import digamma, gammaln
 
 from emkit.families.base import EPS, Family, reject_values
 from emkit.families.covariance import Full
+from emkit.families.missing_cells import gaussian_patterns
 
 _FULL = Full()
 LOG_PI = float(np.log(np.pi))
@@ -63,6 +69,7 @@ class StudentT(Family):
     """
 
     name = "student_t"
+    handles_missing = True  # per missingness pattern (module docstring)
 
     def __init__(
         self,
@@ -110,7 +117,9 @@ class StudentT(Family):
     def configure(self, X: Any) -> StudentT:
         """A copy whose statistics are taken about the mean of the training data."""
         options = {k: v for k, v in self.config().items() if k != "name"}
-        options["origin"] = np.asarray(X, dtype=np.float64).mean(axis=0)
+        X = np.asarray(X, dtype=np.float64)
+        finite = np.isfinite(X)
+        options["origin"] = np.where(finite, X, 0.0).sum(axis=0) / np.maximum(finite.sum(0), 1)
         return type(self)(**options)
 
     def check(self, X: np.ndarray, names: list[str] | None = None) -> None:
@@ -138,6 +147,24 @@ class StudentT(Family):
 
     def log_prob(self, params: StudentTParams, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
+        incomplete = np.isnan(X).any(axis=1)
+        if not incomplete.any():
+            return self._log_prob_complete(params, X)
+        out = np.empty((X.shape[0], params.means.shape[0]))
+        out[~incomplete] = self._log_prob_complete(params, X[~incomplete])
+        nu = params.dof
+        for pat in self._patterns(params, X[incomplete]):
+            p = pat.obs.size
+            const = gammaln(0.5 * (nu + p)) - gammaln(0.5 * nu) - 0.5 * p * (np.log(nu) + LOG_PI)
+            logp = const - 0.5 * pat.log_det - 0.5 * (nu + p) * np.log1p(pat.delta / nu)
+            out[np.flatnonzero(incomplete)[pat.rows]] = logp  # 0 if nothing is observed
+        return out
+
+    def _patterns(self, params: StudentTParams, X: np.ndarray):
+        K = params.means.shape[0]
+        return gaussian_patterns(np.zeros(K), params.means, params.covariances, X)
+
+    def _log_prob_complete(self, params: StudentTParams, X: np.ndarray) -> np.ndarray:
         n, D = X.shape
         K = params.means.shape[0]
         const = self._log_const(params, D)
@@ -155,6 +182,41 @@ class StudentT(Family):
         ``params`` is None (initialisation: the Gaussian moments of the starting partition)."""
         X = np.asarray(X, dtype=np.float64)
         R = np.asarray(R, dtype=np.float64)
+        incomplete = np.isnan(X).any(axis=1)
+        if incomplete.any():
+            if params is None:
+                raise ValueError("missing cells need current parameters; start from full rows")
+            done = self._accumulate_complete(params, X[~incomplete], R[~incomplete])
+            more = self._accumulate_missing(params, X[incomplete], R[incomplete])
+            return tuple(a + b for a, b in zip(done, more, strict=True))
+        return self._accumulate_complete(params, X, R)
+
+    def _accumulate_missing(self, params: StudentTParams, X: np.ndarray, R: np.ndarray) -> tuple:
+        """The sums of rows with NaN cells (module docstring), per missingness pattern."""
+        n, D = X.shape
+        K = R.shape[1]
+        origin = self._origin(D)
+        nu = params.dof
+        su, sux, suxx, slog = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)), np.zeros(K)
+        for pat in self._patterns(params, X):
+            Rp, p, m = R[pat.rows], pat.obs.size, pat.miss
+            u = (nu + p) / (nu + pat.delta)  # (n, K); 1 (the prior mean) if nothing is observed
+            Ru = Rp * u
+            shift = digamma(0.5 * (nu + p)) - np.log(0.5 * (nu + p))
+            shift -= digamma(0.5 * (nu + D)) - np.log(0.5 * (nu + D))  # m_step adds the D term
+            for k in range(K):
+                xc = pat.xhat[k] - origin
+                su[k] += Ru[:, k].sum()
+                sux[k] += Ru[:, k] @ xc
+                suxx[k] += (xc * Ru[:, k : k + 1]).T @ xc
+                if m.size:
+                    suxx[k][np.ix_(m, m)] += Rp[:, k].sum() * pat.cond[k]
+                slog[k] += Rp[:, k] @ (np.log(u[:, k]) - u[:, k]) + Rp[:, k].sum() * shift[k]
+        return (su, sux, suxx, slog)
+
+    def _accumulate_complete(
+        self, params: StudentTParams | None, X: np.ndarray, R: np.ndarray
+    ) -> tuple:
         n, D = X.shape
         K = R.shape[1]
         origin = self._origin(D)
