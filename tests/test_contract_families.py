@@ -35,6 +35,7 @@ from emkit.families.bernoulli import BernoulliParams
 from emkit.families.categorical import CategoricalParams
 from emkit.families.exponential import ExponentialParams
 from emkit.families.gamma import GammaParams
+from emkit.families.multinomial import Multinomial, MultinomialParams
 from emkit.families.normal import NormalParams
 from emkit.families.poisson import PoissonParams
 from emkit.models.mixture import FamilyMixture
@@ -128,6 +129,12 @@ TRUTHS: dict[str, Truth] = {
         lambda D: Normal(), lambda rng, K, D: _normal_params(rng, K, D, 3.0), "normal"
     ),
     "product": Truth(_product_family, _product_params, PRODUCT_SPEC, n_features=5),
+    "multinomial": Truth(
+        lambda D: Multinomial(n_trials=20),
+        lambda rng, K, D: MultinomialParams(rng.dirichlet(np.ones(D), size=K)),
+        {"name": "multinomial", "n_trials": 20},
+        n_features=4,
+    ),
 }
 
 

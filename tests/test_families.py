@@ -28,6 +28,7 @@ from emkit.families.bernoulli import BernoulliParams
 from emkit.families.categorical import CategoricalParams, project_simplex_floor
 from emkit.families.exponential import ExponentialParams
 from emkit.families.gamma import GammaParams, gamma_shape
+from emkit.families.multinomial import Multinomial, MultinomialParams
 from emkit.families.normal import NormalParams
 from emkit.families.poisson import PoissonParams
 
@@ -269,6 +270,10 @@ def examples() -> dict[str, tuple]:
             product,
             (normal, PoissonParams(rng.uniform(1, 5, (K, 1))), CategoricalParams(tables)),
             product_X.astype(float),
+        ),
+        "multinomial": (
+            Multinomial(n_trials=10), MultinomialParams(rng.dirichlet(np.ones(4), K)),
+            rng.multinomial(10, [0.4, 0.3, 0.2, 0.1], size=30).astype(float),
         ),
     }
 

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from emkit import CategoricalHMM, GaussianHMM, Learn, PoissonHMM
+from emkit import CategoricalHMM, GaussianHMM, Learn, MultinomialHMM, PoissonHMM
 from emkit.engine import EMConfig, run_em
 from emkit.engine.data import SequenceData
 from emkit.families import FAMILIES
@@ -314,3 +314,32 @@ def test_held_means_give_covariances_about_them(covariance_type: str) -> None:
     # start 2 + transitions 6 + the covariances (the held means are not counted)
     assert longer.n_parameters() == 2 + 6 + {"full": 9, "tied": 3, "diag": 6,
                                              "spherical": 3}[covariance_type]
+
+
+def test_multinomial_hmm_same_loglik_every_iteration() -> None:
+    """Rows of counts over 5 categories (20 per row), hmmlearn's MultinomialHMM from the same
+    start: the same log-likelihood after every iteration and the same emission table."""
+    rng = np.random.default_rng(8)
+    K, D, N = 2, 5, 20
+    table = np.array([[0.5, 0.2, 0.1, 0.1, 0.1], [0.05, 0.05, 0.2, 0.3, 0.4]])
+    states = (np.arange(LENGTHS.sum()) // 40) % 2
+    X = np.array([rng.multinomial(N, table[s]) for s in states])
+    startprob, transmat = _chain(rng, K)
+    start_table = rng.dirichlet(np.ones(D), size=K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # hmmlearn's note on its MultinomialHMM's history
+        ref = hmm.MultinomialHMM(K, n_trials=N, init_params="", params="ste", n_iter=N_ITER,
+                                 tol=-np.inf)
+        ref.startprob_, ref.transmat_, ref.emissionprob_ = startprob, transmat, start_table
+        theirs = _hmmlearn_history(ref, X, LENGTHS)
+    ours = MultinomialHMM(K, startprob=startprob, transmat=transmat,
+                          emission_init={"probabilities": start_table}, max_iter=N_ITER, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours.fit(X.astype(float), LENGTHS)
+    n = min(theirs.size, ours.history_.size)
+    assert n >= 8 and theirs[n - 1] - theirs[0] > 100.0
+    np.testing.assert_allclose(ours.history_[:n] * X.shape[0], theirs[:n], rtol=1e-6)
+    np.testing.assert_allclose(ours.emissionprob_, ref.emissionprob_, atol=1e-6)
+    assert ours.n_parameters() == 1 + 2 + K * (D - 1)
+    assert ours.sample(30, random_state=0)[0].sum(axis=1).tolist() == [N] * 30

@@ -372,3 +372,23 @@ def test_sample_weights_equal_repeated_rows(name: str) -> None:
         model.family.flatten(repeated.params.components),
     ):
         assert a == pytest.approx(b, rel=1e-8, abs=1e-10)
+
+
+def test_mixture_of_multinomials_clusters_documents_of_any_length() -> None:
+    """Word counts of two topics, 10–60 words per document: the tables are recovered, the
+    row totals do not decide the clusters, and a missing count is refused (unknown total)."""
+    rng = np.random.default_rng(3)
+    topics = np.array([[0.5, 0.3, 0.1, 0.05, 0.05], [0.05, 0.1, 0.15, 0.3, 0.4]])
+    labels = rng.integers(0, 2, 400)
+    X = np.array([rng.multinomial(rng.integers(10, 61), topics[z]) for z in labels], float)
+    est = MixtureModel("multinomial", 2, random_state=0, n_init=3).fit(X)
+    order = np.argsort(est.probabilities_[:, 0])[::-1]
+    np.testing.assert_allclose(est.probabilities_[order], topics, atol=0.03)
+    agreement = np.mean(est.predict(X) == order[labels])
+    assert agreement > 0.95
+    assert est.family_.n_trials is None  # totals differ: sampling needs n_trials
+    with pytest.raises(ValueError, match="sampling needs n_trials"):
+        est.sample(5)
+    X[4, 2] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        MixtureModel("multinomial", 2).fit(X)

@@ -1,7 +1,14 @@
 """emkit: latent-variable models fitted by Expectation-Maximization, one engine for all."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emkit.estimators.hmm import (
+    GMMHMM,
+    HMM,
+    CategoricalHMM,
+    GaussianHMM,
+    MultinomialHMM,
+    PoissonHMM,
+)
 from emkit.estimators.imputer import EMImputer
 from emkit.estimators.missing import MissingNormal
 from emkit.estimators.mixture import MixtureModel
@@ -22,6 +29,7 @@ __all__ = [
     "Learn",
     "MissingNormal",
     "MixtureModel",
+    "MultinomialHMM",
     "PoissonHMM",
     "Pooled",
     "__version__",

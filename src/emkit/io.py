@@ -27,11 +27,18 @@ class ModelFileError(ValueError):
 
 def _registry() -> dict[str, type]:
     from emkit.estimators import GaussianMixture, MixtureModel
-    from emkit.estimators.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+    from emkit.estimators.hmm import (
+        GMMHMM,
+        HMM,
+        CategoricalHMM,
+        GaussianHMM,
+        MultinomialHMM,
+        PoissonHMM,
+    )
     from emkit.estimators.missing import MissingNormal
 
     classes = (GaussianMixture, MixtureModel, HMM, GaussianHMM, PoissonHMM, CategoricalHMM)
-    classes += (GMMHMM, MissingNormal)
+    classes += (GMMHMM, MultinomialHMM, MissingNormal)
     return {cls.__name__: cls for cls in classes}
 
 

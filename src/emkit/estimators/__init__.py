@@ -1,7 +1,14 @@
 """scikit-learn estimator shells over emkit's models."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import GMMHMM, HMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from emkit.estimators.hmm import (
+    GMMHMM,
+    HMM,
+    CategoricalHMM,
+    GaussianHMM,
+    MultinomialHMM,
+    PoissonHMM,
+)
 from emkit.estimators.mixture import MixtureModel
 
 __all__ = [
@@ -10,6 +17,7 @@ __all__ = [
     "CategoricalHMM",
     "GaussianHMM",
     "GaussianMixture",
+    "MultinomialHMM",
     "PoissonHMM",
     "MixtureModel",
 ]

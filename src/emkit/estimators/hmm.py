@@ -5,7 +5,8 @@ family object; :class:`GaussianHMM` and :class:`PoissonHMM` are shorthands with 
 attribute names.  Multiple sequences are rows of ``X`` cut by ``lengths`` (as in hmmlearn);
 ``sample_weight`` holds one weight per sequence.  NaN (or None) marks a missing observation: a
 whole missing row is marginalised (the hidden chain moves on through it), and so are single
-missing cells for every emission family with ``handles_missing`` (all of emkit's families).
+missing cells for every emission family with ``handles_missing`` (all of emkit's families but
+multinomial, where a missing count leaves the row's total unknown).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from emkit.estimators._base import EMEstimator
 from emkit.families import Family, make_family
 from emkit.families.gaussian import Gaussian
 from emkit.families.gaussian_mixture_emission import GaussianMixtureEmission
+from emkit.families.multinomial import Multinomial
 from emkit.families.poisson import Poisson
 from emkit.models.hmm import (
     HMM_INITS,
@@ -547,6 +549,41 @@ class PoissonHMM(HMM):
 
     def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
         return {"lambdas_": params.emission.rates}
+
+
+class MultinomialHMM(HMM):
+    """HMM whose states emit rows of counts over D categories (hmmlearn's ``MultinomialHMM``);
+    fitted ``emissionprob_`` ``(K, D)``.  ``n_trials`` (counts per row) is needed only by
+    ``sample``; rows may have different totals."""
+
+    def __init__(
+        self,
+        n_states: int = 1,
+        n_trials: int | None = None,
+        min_probability: float = 1e-10,
+        *,
+        startprob: Any = None,
+        transmat: Any = None,
+        emission_init: Any = None,
+        learn: Learn = Learn(),
+        init_params: str = "k-means++",
+        algorithm: str = "viterbi",
+        tol: float = 1e-5,
+        max_iter: int = 100,
+        n_init: int = 1,
+        random_state: Any = None,
+        warm_start: bool = False,
+        stopping: str = "relative",
+        accelerate: str = "none",
+        verbose: int = 0,
+    ):
+        _common(self, locals())
+
+    def _make_family(self) -> Family:
+        return Multinomial(self.n_trials, self.min_probability)
+
+    def _compat_attributes(self, params: HMMParams) -> dict[str, np.ndarray]:
+        return {"emissionprob_": params.emission.probabilities}
 
 
 class CategoricalHMM(HMM):

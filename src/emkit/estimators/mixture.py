@@ -28,9 +28,10 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     ``short_runs`` > 0 starts every run from the best of that many short EM runs of at most
     ``short_iter`` iterations (emEM).
 
-    Missing cells (NaN, or None in categorical input) are marginalised by every family: a
-    row's density is that of its observed cells, and the M-step counts each missing cell at
-    its expected statistics (rows with nothing observed are left out).
+    Missing cells (NaN, or None in categorical input) are marginalised by every family but
+    multinomial (``family.handles_missing``): a row's density is that of its observed cells,
+    and the M-step counts each missing cell at its expected statistics (rows with nothing
+    observed are left out).
     """
 
     def __init__(

@@ -11,6 +11,7 @@ from emkit.families.exponential import Exponential
 from emkit.families.gamma import Gamma
 from emkit.families.gaussian import Gaussian
 from emkit.families.gaussian_mixture_emission import GaussianMixtureEmission
+from emkit.families.multinomial import Multinomial
 from emkit.families.normal import LogNormal, Normal
 from emkit.families.poisson import Poisson
 from emkit.families.product import Product
@@ -20,7 +21,7 @@ FAMILIES: dict[str, type[Family]] = {
     cls.name: cls
     for cls in (
         Gaussian, Poisson, StudentT, Bernoulli, Categorical, Exponential, Gamma, LogNormal, Normal,
-        Product, GaussianMixtureEmission,
+        Product, GaussianMixtureEmission, Multinomial,
     )
 }
 
@@ -53,6 +54,7 @@ __all__ = [
     "Gaussian",
     "GaussianMixtureEmission",
     "LogNormal",
+    "Multinomial",
     "Normal",
     "Poisson",
     "Product",
