@@ -524,3 +524,18 @@ def test_detect_on_a_categorical_model(runner, tmp_path):
     rows = [int(line.split(",")[0]) for line in lines[1:]]
     assert rows and not {43, 45, 70, 137} & set(rows)  # row numbers of the file, gaps kept
     assert all(line.split(",")[1] in ("Female", "Male") for line in lines[1:])
+
+
+def test_estimator_errors_name_the_files_rows_and_columns(runner, tmp_path):
+    """The estimator sees a plain array (and, with --drop-missing, fewer rows): its positions
+    are written back as the file's column names and data row numbers."""
+    data = tmp_path / "neg.csv"
+    data.write_text("a,b\n1,2\n,3\n4,4\n-1,2\n5,5\n")
+    result = runner.invoke(main, ["fit", "mixture", str(data), "--family", "poisson", "-k", "1",
+                                  "--drop-missing"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error: Negative values in data cannot be Poisson counts: column 'a' holds -1.0 at " \
+           "data row 4" in result.stderr  # after the note on the dropped row 2
+    result = runner.invoke(main, ["fit", "hmm", str(data), "--states", "1", "--emission",
+                                  "poisson"])
+    assert_user_error(result, "column 'a' holds -1.0 at data row 4")

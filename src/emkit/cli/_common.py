@@ -8,7 +8,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 import numpy as np
@@ -173,6 +173,16 @@ def _marginalised_note(X: np.ndarray) -> str:
     return f"{int(gaps.sum())} missing cell(s) in {rows} row(s), marginalised"
 
 
+class DataTable(NamedTuple):
+    """The model's columns of a data file, as :func:`_read_data` returns them."""
+
+    X: np.ndarray
+    names: list[str]
+    weights: np.ndarray | None
+    note: str
+    rows: np.ndarray  # the file's data row number (from 1, below the header) of each row of X
+
+
 def _read_data(
     data: Path,
     columns: str | None,
@@ -180,10 +190,10 @@ def _read_data(
     text: bool,
     drop_missing: bool = False,
     marginalise: bool = False,
-) -> tuple[np.ndarray, list[str], np.ndarray | None, str]:
-    """The model columns (all but ``weights`` by default), the weights column of DATA, and a
-    note; rows with a missing cell are dropped (the note says so) if ``drop_missing``, else
-    kept when the model ``marginalise``-s missing cells, else an error."""
+) -> DataTable:
+    """The model columns (all but ``weights`` by default) and the weights column of DATA;
+    rows with a missing cell are dropped (the note says so) if ``drop_missing``, else kept
+    when the model ``marginalise``-s missing cells, else an error."""
     selected = _split_columns(columns)
     if weights is not None:
         if selected is not None and weights in selected:
@@ -202,6 +212,7 @@ def _read_data(
     X, names = read_table(data, selected, text=text)
     w = read_table(data, [weights])[0][:, 0] if weights is not None else None
     note = ""
+    rows = np.arange(1, X.shape[0] + 1)
     if drop_missing:
         keep = ~_missing_cells(X).any(axis=1)
         if w is not None:
@@ -210,7 +221,7 @@ def _read_data(
             dropped = np.flatnonzero(~keep) + 1
             note = (f"dropped {dropped.size} row(s) with missing values (data rows "
                     f"{_list(dropped.tolist())})")
-            X, w = X[keep], (w[keep] if w is not None else None)
+            X, w, rows = X[keep], (w[keep] if w is not None else None), rows[keep]
         if X.shape[0] == 0:
             raise InputError(f"{data}: every row has a missing value")
     elif marginalise:
@@ -218,16 +229,16 @@ def _read_data(
     if not marginalise:
         _require_complete(X, names, data)
     if w is None:
-        return X, names, None, note
+        return DataTable(X, names, None, note, rows)
     bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
     if bad.size:
         raise InputError(
             f"{data}: the --weights column {weights!r} must hold non-negative numbers; data row "
-            f"{bad[0] + 1} holds {w[bad[0]]!r}"
+            f"{rows[bad[0]]} holds {w[bad[0]]!r}"
         )
     if not w.sum() > 0:
         raise InputError(f"{data}: the --weights column {weights!r} sums to zero")
-    return X, names, w, note
+    return DataTable(X, names, w, note, rows)
 
 
 def _print_note(note: str) -> None:
@@ -236,17 +247,26 @@ def _print_note(note: str) -> None:
 
 
 _COLUMN_INDEX = re.compile(r"\bcolumn (\d+)\b")
+_ROW_INDEX = re.compile(r"(?<!data )\brow (\d+)\b")
 
 
-def _with_column_names(exc: InputError, names: Sequence[str]) -> InputError:
-    """The error with ``column 3`` written as the file's ``column 'name'`` (the estimator is
-    fitted on a plain array, so it only knows positions)."""
+def _in_file_terms(
+    exc: InputError, names: Sequence[str], rows: np.ndarray | None = None
+) -> InputError:
+    """The error with ``column 3`` written as the file's ``column 'name'`` and ``row 4`` as
+    the file's ``data row 5`` (the estimator is fitted on a plain array, so it only knows
+    positions; ``rows`` maps them to the file's rows when some were dropped)."""
 
-    def name(match: re.Match[str]) -> str:
+    def column(match: re.Match[str]) -> str:
         j = int(match.group(1))
         return f"column {names[j]!r}" if j < len(names) else match.group(0)
 
-    return type(exc)(_COLUMN_INDEX.sub(name, str(exc)))
+    def row(match: re.Match[str]) -> str:
+        i = int(match.group(1))
+        number = i + 1 if rows is None else (rows[i] if i < len(rows) else None)
+        return match.group(0) if number is None else f"data row {number}"
+
+    return type(exc)(_ROW_INDEX.sub(row, _COLUMN_INDEX.sub(column, str(exc))))
 
 
 def _save_model(estimator: Any, names: Sequence[str], output: Path) -> None:

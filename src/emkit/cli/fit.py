@@ -14,6 +14,7 @@ from emkit.cli._common import (
     _family_choices,
     _fit_progress,
     _Group,
+    _in_file_terms,
     _marginalised_note,
     _print_note,
     _read_data,
@@ -22,7 +23,6 @@ from emkit.cli._common import (
     _split_columns,
     _stdout,
     _text_family,
-    _with_column_names,
 )
 from emkit.cli._report import (
     _fit_summary,
@@ -171,7 +171,8 @@ def fit_mixture(
 
     text = _text_family([family])
     marginalise = make_family(family).handles_missing
-    X, names, w, note = _read_data(data, columns, weights, text, drop_missing, marginalise)
+    table = _read_data(data, columns, weights, text, drop_missing, marginalise)
+    X, names, w, note = table.X, table.names, table.weights, table.note
     if plot_path is not None and text and X.shape[1] > 1:
         raise InputError("--plot draws one categorical column; select it with --columns")
     _print_note(note)
@@ -190,7 +191,7 @@ def fit_mixture(
         try:
             estimator.fit(X, sample_weight=w, callback=callback)
         except InputError as exc:
-            raise _with_column_names(exc, names) from None
+            raise _in_file_terms(exc, names, table.rows) from None
     out = _stdout()
     if not quiet:
         for table in _mixture_summary(estimator, X, names, str(data), w):

@@ -22,13 +22,13 @@ from emkit.cli._common import (
     _COVARIANCES,
     _family_choices,
     _fit_progress,
+    _in_file_terms,
     _list,
     _missing_cells,
     _reported_warnings,
     _save_model,
     _split_columns,
     _stdout,
-    _with_column_names,
 )
 from emkit.cli._report import (
     _family_columns,
@@ -171,7 +171,7 @@ def fit_hmm(
         try:
             estimator.fit(X, lengths, callback=callback)
         except InputError as exc:
-            raise _with_column_names(exc, names) from None
+            raise _in_file_terms(exc, names) from None
     out = _stdout()
     if not quiet:
         for table in _hmm_summary(estimator, X, lengths, names, str(data), left_right):

@@ -113,7 +113,8 @@ def select_command(
         raise InputError("categorical families take text columns, which Gaussian mixtures "
                          "cannot model: leave out --covariance")
     marginalise = all(make_family(name).handles_missing for name in family_names)
-    X, names, w, note = _read_data(data, columns, weights, text, drop_missing, marginalise)
+    table = _read_data(data, columns, weights, text, drop_missing, marginalise)
+    X, names, w, note = table.X, table.names, table.weights, table.note
     _print_note(note)
     with _reported_warnings(), _select_progress(not quiet) as progress:
         result = select(X, n_components=k_values, covariance_types=structures,
