@@ -539,3 +539,16 @@ def test_estimator_errors_name_the_files_rows_and_columns(runner, tmp_path):
     result = runner.invoke(main, ["fit", "hmm", str(data), "--states", "1", "--emission",
                                   "poisson"])
     assert_user_error(result, "column 'a' holds -1.0 at data row 4")
+
+
+@pytest.mark.parametrize("model", ["normal", "gmm"])
+def test_info_shows_a_saved_imputer(runner, tmp_path, model):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    X[:40] += 5.0
+    X[3, 1] = np.nan
+    path = emkit.save(emkit.EMImputer(model, random_state=0).fit(X), tmp_path / "imp.emk")
+    result = runner.invoke(main, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "EMImputer" in result.stdout and "log-likelihood" in result.stdout
+    assert ("normal: mean (sd)" if model == "normal" else "components: mean (sd)") in result.stdout

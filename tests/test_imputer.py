@@ -147,3 +147,19 @@ def test_sklearn_estimator_checks(estimator, check) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(estimator)
+
+
+@pytest.mark.parametrize("model", ["normal", "gmm"])
+def test_saved_imputer_fills_the_same_cells(model: str, tmp_path) -> None:
+    import emkit
+
+    rng = np.random.default_rng(11)
+    X = rng.multivariate_normal([0.0, 3.0, -1.0], [[1, 0.5, 0.2], [0.5, 1, 0.3], [0.2, 0.3, 1]],
+                                120)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    imputer = EMImputer(model, n_components=2, random_state=0).fit(X)
+    loaded = emkit.load(emkit.save(imputer, tmp_path / "imputer.emk"))
+    assert isinstance(loaded, EMImputer) and loaded.get_params() == imputer.get_params()
+    np.testing.assert_array_equal(loaded.transform(X), imputer.transform(X))
+    with pytest.raises(ValueError, match="not fitted"):
+        emkit.save(EMImputer(), tmp_path / "unfitted.emk")

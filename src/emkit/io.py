@@ -35,10 +35,11 @@ def _registry() -> dict[str, type]:
         MultinomialHMM,
         PoissonHMM,
     )
+    from emkit.estimators.imputer import EMImputer
     from emkit.estimators.missing import MissingNormal
 
     classes = (GaussianMixture, MixtureModel, HMM, GaussianHMM, PoissonHMM, CategoricalHMM)
-    classes += (GMMHMM, MultinomialHMM, MissingNormal)
+    classes += (GMMHMM, MultinomialHMM, MissingNormal, EMImputer)
     return {cls.__name__: cls for cls in classes}
 
 

@@ -30,14 +30,19 @@ def _standard_deviations(estimator: GaussianMixture) -> np.ndarray:
 def _component_table(estimator: Any, names: Sequence[str] | None) -> Table:
     if hasattr(estimator, "mean_") and hasattr(estimator, "covariance_"):  # MissingNormal
         return _normal_table(estimator, names)
-    if not isinstance(estimator, GaussianMixture):  # a MixtureModel of any family
+    if hasattr(estimator, "family_"):  # a MixtureModel of any family
         return _family_component_table(estimator, names)
+    # a Gaussian mixture: GaussianMixture, or an EMImputer's (full covariances, K × D × D)
+    if isinstance(estimator, GaussianMixture):
+        sds = _standard_deviations(estimator)
+    else:
+        sds = np.sqrt(np.diagonal(np.asarray(estimator.covariances_), axis1=1, axis2=2))
     D = np.asarray(estimator.means_).shape[1]
     table = Table(title=f"components: mean (sd) per feature{_first_features(D)}",
                   title_justify="left")
     table.add_column("k", justify="right")
     table.add_column("weight", justify="right")
-    cells = _gaussian_columns(table, estimator.means_, _standard_deviations(estimator), names)
+    cells = _gaussian_columns(table, estimator.means_, sds, names)
     for k in range(len(estimator.weights_)):
         table.add_row(str(k), f"{estimator.weights_[k]:.4f}", *(cell(k) for cell in cells))
     return table

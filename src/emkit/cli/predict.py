@@ -204,8 +204,12 @@ def info(model: Path) -> None:
         ("features", f"{D}: {_list(names)}" if names else D),
         ("converged", "yes" if attributes.get("converged_") else "no"),
         ("iterations", attributes.get("n_iter_")),
-        ("lower bound", f"{attributes.get('lower_bound_'):.6f} (mean log-likelihood per row)"),
     ]
+    if attributes.get("lower_bound_") is not None:
+        rows.append(("lower bound", f"{attributes['lower_bound_']:.6f} (mean log-likelihood "
+                                    "per row)"))
+    elif attributes.get("loglik_") is not None:
+        rows.append(("log-likelihood", f"{attributes['loglik_']:.6f}"))
     rows += [(f"param {k}", v) for k, v in sorted(params.items()) if v is not None]
     out = _stdout()
     out.print(_key_value_table("model file", rows))

@@ -33,6 +33,7 @@ class EMImputer(TransformerMixin, BaseEstimator):
     (bootstrap EM, as in Amelia II: refit on a bootstrap resample of the rows, then draw);
     pool analyses of them with :func:`emkit.pool` (Rubin's rules).  Rows with every cell
     missing are left out of the fit and filled from the marginal (mean, or a draw).
+    A fitted imputer saves and loads with :func:`emkit.save` / :func:`emkit.load`.
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class EMImputer(TransformerMixin, BaseEstimator):
                 self.weights_ = np.ones(1)
                 self.means_, self.covariances_ = est.mean_[None], est.covariance_[None]
                 self.loglik_ = est.loglik_
-                self.n_iter_ = est.n_iter_
+                self.n_iter_, self.converged_ = est.n_iter_, est.converged_
                 return
             keep = check_incomplete(X, np.ones(X.shape[0]), names)  # errors name the columns
             gmm = GaussianMixture(
@@ -112,7 +113,7 @@ class EMImputer(TransformerMixin, BaseEstimator):
             self.precisions_cholesky_ = gmm.precisions_cholesky_
             self.mean_ = gmm.weights_ @ gmm.means_
             self.loglik_ = gmm.lower_bound_ * np.count_nonzero(keep)
-            self.n_iter_ = gmm.n_iter_
+            self.n_iter_, self.converged_ = gmm.n_iter_, gmm.converged_
 
     # --- imputing -----------------------------------------------------------------------------
     def _fill(self, X: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
