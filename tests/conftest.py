@@ -20,6 +20,16 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+
+
+@pytest.fixture(autouse=True)
+def _replayable_global_rng() -> None:
+    """In CI, estimators left at ``random_state=None`` draw from a seeded global RNG, so a red
+    build replays exactly; local runs keep drawing anew (as hypothesis does)."""
+    if os.environ.get("CI"):
+        np.random.seed(20240611)  # noqa: NPY002 (the RNG random_state=None means)
+
+
 FAITHFUL_CSV = Path(__file__).resolve().parents[1] / "src/emkit/datasets/data/faithful.csv"
 
 
