@@ -78,3 +78,27 @@ class EMEstimator(BaseEstimator):
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "converged_")
+
+
+# --- families of fitted estimators: in memory after fit, rebuilt from a model file's JSON and
+# arrays after load (the family's ``config()`` and its ``describe`` arrays, by ``restore``)
+def fitted_family(estimator: Any, cached: str, config: str) -> Any:
+    """The configured family kept in ``cached`` by fit, or rebuilt from ``config``."""
+    from emkit.families import make_family
+
+    family = estimator.__dict__.get(cached)
+    return family if family is not None else make_family(getattr(estimator, config))
+
+
+def fitted_family_params(estimator: Any, cached: str, family: Any) -> Any:
+    """The family's parameters kept in ``cached`` by fit, or restored from the estimator's
+    fitted arrays (``<name>_`` attributes named after the family's ``describe`` keys)."""
+    params = estimator.__dict__.get(cached)
+    if params is None:
+        arrays = {
+            name[:-1]: value
+            for name, value in vars(estimator).items()
+            if name.endswith("_") and isinstance(value, np.ndarray)
+        }
+        params = family.restore(arrays)
+    return params

@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from emkit._validation import InputError, check_X
 from emkit.engine import ProgressCallback
 from emkit.engine.data import SequenceData, check_lengths
-from emkit.estimators._base import EMEstimator
+from emkit.estimators._base import EMEstimator, fitted_family, fitted_family_params
 from emkit.families import Family, make_family
 from emkit.families.gaussian import Gaussian
 from emkit.families.gaussian_mixture_emission import GaussianMixtureEmission
@@ -222,21 +222,12 @@ class HMM(EMEstimator):
     @property
     def emission_(self) -> Family:
         """The configured emission family."""
-        family = self.__dict__.get("_emission")
-        return family if family is not None else make_family(self.emission_config_)
+        return fitted_family(self, "_emission", "emission_config_")
 
     @property
     def emission_params_(self) -> Any:
         """The emission family's parameters of the K states."""
-        params = self.__dict__.get("_emission_params")
-        if params is None:
-            arrays = {
-                name[:-1]: value
-                for name, value in vars(self).items()
-                if name.endswith("_") and isinstance(value, np.ndarray)
-            }
-            params = self.emission_.restore(arrays)
-        return params
+        return fitted_family_params(self, "_emission_params", self.emission_)
 
     def _get_fitted_params(self) -> HMMParams:
         return HMMParams(self.startprob_, self.transmat_, self.emission_params_)

@@ -10,7 +10,7 @@ from sklearn.base import DensityMixin
 
 from emkit._validation import InputError, check_sample_weight, check_X
 from emkit.engine import ArrayData, ProgressCallback
-from emkit.estimators._base import EMEstimator
+from emkit.estimators._base import EMEstimator, fitted_family, fitted_family_params
 from emkit.estimators._mixture import MixtureInference
 from emkit.estimators.missing import check_incomplete
 from emkit.families import Family, make_family
@@ -184,21 +184,12 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     @property
     def family_(self) -> Family:
         """The configured component family."""
-        family = self.__dict__.get("_family")
-        return family if family is not None else make_family(self.family_config_)
+        return fitted_family(self, "_family", "family_config_")
 
     @property
     def components_(self) -> Any:
         """The family's parameters of the K components."""
-        params = self.__dict__.get("_components")
-        if params is None:
-            arrays = {
-                name[:-1]: value
-                for name, value in vars(self).items()
-                if name.endswith("_") and isinstance(value, np.ndarray)
-            }
-            params = self.family_.restore(arrays)
-        return params
+        return fitted_family_params(self, "_components", self.family_)
 
     def _get_fitted_params(self) -> MixtureParams:
         return MixtureParams(self.weights_, self.components_)
