@@ -88,9 +88,14 @@ def hmmlearn_iterations(X, lengths, start, transmat, means, covars, n_iter):
 def emkit_iterations(X, lengths, start, transmat, means, covars, n_iter):
     K, D = means.shape
     family = Gaussian("diag", reg_covar=0.0).configure(X)
-    model = HMMModel(family, K, n_features=D)
+    emission = GaussianParams(means, 1.0 / np.sqrt(covars))
+    return timed_baum_welch(family, X, lengths, HMMParams(start, transmat, emission), n_iter)
+
+
+def timed_baum_welch(family, X, lengths, params, n_iter):
+    """Times and log-likelihoods of ``n_iter`` Baum-Welch iterations (E-step + M-step)."""
+    model = HMMModel(family, params.n_states, n_features=X.shape[1])
     data = SequenceData.of(X, lengths)
-    params = HMMParams(start, transmat, GaussianParams(means, 1.0 / np.sqrt(covars)))
     config = EMConfig()
     rows = chunk_rows(model, params, config)
     times, logliks = [], []
@@ -148,21 +153,10 @@ def hmmlearn_gmm_iterations(X, lengths, start, transmat, weights, means, covars,
 
 
 def emkit_gmm_iterations(X, lengths, start, transmat, weights, means, covars, n_iter):
-    K, M, D = means.shape
+    M = means.shape[1]
     family = GaussianMixtureEmission(M, "diag", reg_covar=0.0).configure(X)
-    model = HMMModel(family, K, n_features=D)
-    data = SequenceData.of(X, lengths)
-    params = HMMParams(start, transmat, family.params_from_covariances(weights, means, covars))
-    config = EMConfig()
-    rows = chunk_rows(model, params, config)
-    times, logliks = [], []
-    for _ in range(n_iter):
-        t = time.perf_counter()
-        stats = expected_stats(model, params, data, rows, config.threads)
-        params = model.m_step(stats, params)
-        times.append(time.perf_counter() - t)
-        logliks.append(stats.loglik)
-    return times, logliks
+    emission = family.params_from_covariances(weights, means, covars)
+    return timed_baum_welch(family, X, lengths, HMMParams(start, transmat, emission), n_iter)
 
 
 def report(label, ref_t, ref_ll, our_t, our_ll) -> None:
