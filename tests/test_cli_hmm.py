@@ -299,3 +299,19 @@ def test_predict_with_unknown_sequence_column(runner, regimes_csv, tmp_path):
     assert fit.stdout == ""
     result = runner.invoke(main, ["predict", str(model), str(regimes_csv), "--sequence", "run"])
     assert_user_error(result, "--sequence", "'run'")
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+def test_gaussian_mixture_emission_with_mix(runner, tmp_path, regimes_csv, covariance):
+    model = tmp_path / "gmmhmm.emk"
+    result = runner.invoke(main, ["fit", "hmm", str(regimes_csv), "--states", "2", "--emission",
+                                  "gaussian_mixture", "--mix", "2", "--covariance", covariance,
+                                  "--sequence", "id", "--seed", "0", "-o", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "states: Gaussians m, weight, mean (sd)" in result.stdout
+    loaded = emkit.load(model)
+    assert isinstance(loaded, emkit.GMMHMM) and loaded.weights_.shape == (2, 2)
+    info = runner.invoke(main, ["info", str(model)])
+    assert info.exit_code == 0 and "Gaussians m" in info.stdout
+    wrong = runner.invoke(main, ["fit", "hmm", str(regimes_csv), "--states", "2", "--mix", "2"])
+    assert_user_error(wrong, "--mix applies to --emission gaussian_mixture")

@@ -37,7 +37,7 @@ from emkit.cli._report import (
     _key_value_table,
     _run_rows,
 )
-from emkit.estimators.hmm import HMM, GaussianHMM
+from emkit.estimators.hmm import GMMHMM, HMM, GaussianHMM
 from emkit.families import make_family
 
 _HMM_DEFAULTS = HMM().get_params()
@@ -116,7 +116,10 @@ def _check_rows(X: np.ndarray, data: Path, K: int) -> None:
 @click.option("--emission", type=click.Choice(_family_choices(hmm=True)), default="gaussian",
               show_default=True, help="Distribution of the observations within a state.")
 @click.option("--covariance", type=click.Choice(_COVARIANCES), default=None,
-              help="Covariance structure of Gaussian emissions (default: full).")
+              help="Covariance structure of Gaussian emissions (default: full; diag for "
+                   "gaussian_mixture).")
+@click.option("--mix", "n_mix", type=click.IntRange(min=1), default=None,
+              help="Gaussians per state of --emission gaussian_mixture (default: 2).")
 @click.option("--columns", help="Comma-separated columns to use (default: all but --sequence).")
 @click.option("--sequence", metavar="COLUMN",
               help="Column whose runs of equal consecutive values are separate sequences.")
@@ -138,6 +141,7 @@ def fit_hmm(
     n_states: int,
     emission: str,
     covariance: str | None,
+    n_mix: int | None,
     columns: str | None,
     sequence: str | None,
     output: Path | None,
@@ -152,14 +156,20 @@ def fit_hmm(
 
     Missing cells are kept: the model marginalises them (and whole missing rows).
     """
-    if covariance is not None and emission != "gaussian":
-        raise InputError(f"--covariance applies to --emission gaussian only, not {emission}")
+    gaussian = ("gaussian", "gaussian_mixture")
+    if covariance is not None and emission not in gaussian:
+        raise InputError("--covariance applies to --emission gaussian or gaussian_mixture, "
+                         f"not {emission}")
+    if n_mix is not None and emission != "gaussian_mixture":
+        raise InputError(f"--mix applies to --emission gaussian_mixture, not {emission}")
     settings: dict[str, Any] = dict(n_init=n_init, max_iter=max_iter, tol=tol,
                                     random_state=seed)
     if left_right:
         settings["startprob"], settings["transmat"] = _left_right(n_states)
     if emission == "gaussian":
         estimator: HMM = GaussianHMM(n_states, covariance or "full", **settings)
+    elif emission == "gaussian_mixture":
+        estimator = GMMHMM(n_states, n_mix or 2, covariance or "diag", **settings)
     else:
         estimator = HMM(emission, n_states, **settings)
     family = make_family(emission)
@@ -258,6 +268,8 @@ def _state_table(estimator: HMM, names: Sequence[str] | None) -> Table:
     family = estimator.emission_
     described = family.describe(estimator.emission_params_)
     described.pop("precisions_cholesky", None)  # a computational form of the covariances
+    if isinstance(estimator, GMMHMM):
+        return _mixture_state_table(estimator, names)
     gaussian = isinstance(estimator, GaussianHMM)
     if gaussian:
         title = f"states: mean (sd) per feature{_first_features(D)}"
@@ -279,6 +291,31 @@ def _state_table(estimator: HMM, names: Sequence[str] | None) -> Table:
     for k in range(K):
         table.add_row(str(k), f"{share[k]:.4f}", _duration(float(transmat[k, k])),
                       *(cell(k) for cell in cells))
+    return table
+
+
+def _mixture_state_table(estimator: GMMHMM, names: Sequence[str] | None) -> Table:
+    """Per state its share and duration, then one row per Gaussian m: weight, mean (sd)."""
+    transmat = np.asarray(estimator.transmat_)
+    family, params = estimator.emission_, estimator.emission_params_
+    K, M = params.weights.shape
+    D = params.gaussian.means.shape[1]
+    gaussian = family.gaussian
+    cov = gaussian.covariance.as_full(gaussian.covariances(params.gaussian), K * M, D)
+    sds = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    table = Table(title=f"states: Gaussians m, weight, mean (sd) per feature{_first_features(D)}",
+                  title_justify="left", caption="duration = 1/(1 − a_kk) rows",
+                  caption_justify="left")
+    for header in ("k", "stationary", "duration", "m", "weight"):
+        table.add_column(header, justify="right")
+    cells = _gaussian_columns(table, params.gaussian.means, sds, names)
+    share = stationary_distribution(transmat)
+    for k in range(K):
+        for m in range(M):
+            head = [str(k), f"{share[k]:.4f}", _duration(float(transmat[k, k]))] if m == 0 \
+                else ["", "", ""]
+            table.add_row(*head, str(m), f"{params.weights[k, m]:.4f}",
+                          *(cell(k * M + m) for cell in cells))
     return table
 
 
