@@ -12,13 +12,16 @@ import numpy as np
 from rich.table import Table
 
 from emkit._tabular import read_table
+from emkit._validation import InputError
 from emkit.cli._common import (
     _reported_warnings,
+    _save_model,
     _split_columns,
     _stderr,
     _stdout,
 )
-from emkit.io import atomic_write_bytes
+from emkit.cli.predict import _read_for_model
+from emkit.io import atomic_write_bytes, load
 
 
 def _pattern_table(X: np.ndarray, names: Sequence[str]) -> Table:
@@ -55,17 +58,38 @@ def _table_csv(X: np.ndarray, names: Sequence[str]) -> str:
               help="Write this many multiple imputations (bootstrap EM + posterior draws).")
 @click.option("--columns", default=None, help="Comma-separated columns to use (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the fitted imputer here (.emk), to fill new files the same way.")
+@click.option("--imputer", "imputer_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Fill with this saved imputer (its columns, by name) instead of fitting one.")
 def impute(data: Path, output: Path, model: str, components: int, multiple: int | None,
-           columns: str | None, seed: int) -> None:
+           columns: str | None, seed: int, save_path: Path | None,
+           imputer_path: Path | None) -> None:
     """Fill the missing cells of DATA by EM (conditional expectations, or multiple draws)."""
     from emkit.estimators.imputer import EMImputer
 
-    X, names = read_table(data, _split_columns(columns))
+    if imputer_path is not None:
+        if multiple is not None or save_path is not None or columns is not None:
+            raise InputError("--imputer fills with a saved model: --multiple, --save and "
+                             "--columns do not apply")
+        imputer = load(imputer_path)
+        if not isinstance(imputer, EMImputer):
+            raise InputError(f"{imputer_path} holds a {type(imputer).__name__}, not an EMImputer")
+        X, names = _read_for_model(imputer, data)
+        del imputer.feature_names_in_  # columns selected by name above; the array by position
+    else:
+        X, names = read_table(data, _split_columns(columns))
     X = np.asarray(X, dtype=np.float64)
     _stdout().print(_pattern_table(X, names))
-    imputer = EMImputer(model, n_components=components, random_state=seed)
+    if imputer_path is None:
+        imputer = EMImputer(model, n_components=components, random_state=seed)
     with _reported_warnings():
-        imputer.fit(X)
+        if imputer_path is None:
+            imputer.fit(X)
+        if save_path is not None:
+            _save_model(imputer, names, save_path)
+            del imputer.feature_names_in_
+            _stderr().print(f"imputer saved to {save_path}")
         if multiple is None:
             atomic_write_bytes(output, _table_csv(imputer.transform(X), names).encode("utf-8"))
             _stderr().print(f"{int(np.isnan(X).sum())} cells filled, written to {output}")
