@@ -26,6 +26,7 @@ from emkit.estimators._base import EMEstimator, fitted_family, fitted_family_par
 from emkit.families import Family, make_family
 from emkit.families.gaussian import Gaussian
 from emkit.families.gaussian_mixture_emission import GaussianMixtureEmission
+from emkit.families.missing_cells import is_missing
 from emkit.families.multinomial import Multinomial
 from emkit.families.poisson import Poisson
 from emkit.models.hmm import (
@@ -625,16 +626,12 @@ def _learn_json(value: bool | frozenset[str]) -> bool | list[str]:
 
 def _check_missing(X: np.ndarray, names: list[str] | None, family: Family) -> np.ndarray:
     """The mask of missing cells (NaN, or None in object input), marginalised: whole rows for
-    every family, single cells for families that handle them.  Infinities raise."""
+    every family, single cells for families that handle them (``check_X`` has refused
+    infinities already)."""
     if X.dtype == object:
-        nan = np.vectorize(_missing_cell, otypes=[bool])(X) if X.size else np.zeros(X.shape, bool)
+        nan = np.vectorize(is_missing, otypes=[bool])(X) if X.size else np.zeros(X.shape, bool)
     elif X.dtype.kind == "f":
         nan = np.isnan(X)
-        inf = np.isinf(X)
-        if inf.any():
-            i, j = np.argwhere(inf)[0]
-            col = f"{names[j]!r}" if names else f"{j}"
-            raise InputError(f"X holds {X[i, j]} at row {i}, column {col}: values must be finite")
     else:
         return np.zeros(X.shape, dtype=bool)
     partial = nan.any(axis=1) & ~nan.all(axis=1)
@@ -648,10 +645,6 @@ def _check_missing(X: np.ndarray, names: list[str] | None, family: Family) -> np
             "only; impute the cell or set the whole row to NaN"
         )
     return nan
-
-
-def _missing_cell(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 def _path_log_prob(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from emkit.families.base import Family, expit, logit, reject_values, safe_divide
-from emkit.families.missing_cells import missing_weights, split_missing
+from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,8 +47,7 @@ class Bernoulli(Family):
         X, missing = split_missing(X)
         p = params.probabilities
         log1m = np.log1p(-p)
-        base = log1m.sum(axis=1) if missing is None else (1.0 - missing) @ log1m.T
-        return X @ (np.log(p) - log1m).T + base
+        return X @ (np.log(p) - log1m).T + observed_sum(log1m, missing)
 
     def accumulate(self, params: BernoulliParams | None, X: np.ndarray, R: np.ndarray) -> tuple:
         X, missing = split_missing(X)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from emkit.families.base import Family, reject_values, safe_divide
-from emkit.families.missing_cells import missing_weights, split_missing
+from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 LOG_BOUND = 300.0  # unflatten keeps exp(±LOG_BOUND): every vector maps to finite parameters
 
@@ -45,10 +45,7 @@ class Exponential(Family):
 
     def log_prob(self, params: ExponentialParams, X: np.ndarray) -> np.ndarray:
         X, missing = split_missing(X)
-        rates = params.rates
-        log_rates = np.log(rates)
-        base = log_rates.sum(axis=1) if missing is None else (1.0 - missing) @ log_rates.T
-        return base - X @ rates.T
+        return observed_sum(np.log(params.rates), missing) - X @ params.rates.T
 
     def accumulate(self, params: Any, X: np.ndarray, R: np.ndarray) -> tuple:
         X, missing = split_missing(X)

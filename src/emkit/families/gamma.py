@@ -20,7 +20,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, polygamma
 
 from emkit.families.base import Family, reject_values, safe_divide
-from emkit.families.missing_cells import missing_weights, split_missing
+from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 LOG_BOUND = 300.0
 MIN_SHAPE = 1e-8
@@ -110,22 +110,19 @@ class Gamma(Family):
         return np.log(np.asarray(X, dtype=np.float64))
 
     def log_prob(self, params: GammaParams, X: np.ndarray) -> np.ndarray:
-        X1, missing = split_missing(X, fill=1.0)  # log 1 = 0; the x-term masks below
+        x, log_x, missing = _observed_terms(X)
         a, b = params.shapes, params.rates
-        const = a * np.log(b) - gammaln(a)
-        if missing is None:
-            return np.log(X) @ (a - 1.0).T - X @ b.T + const.sum(axis=1)
-        observed = 1.0 - missing
-        return np.log(X1) @ (a - 1.0).T - (X1 * observed) @ b.T + observed @ const.T
+        const = observed_sum(a * np.log(b) - gammaln(a), missing)
+        return log_x @ (a - 1.0).T - x @ b.T + const
 
     def accumulate(self, params: Any, X: np.ndarray, R: np.ndarray) -> tuple:
-        X1, missing = split_missing(X, fill=1.0)
-        if missing is None:
-            return (R.T @ X, R.T @ np.log(X))
-        weights = missing_weights(R, missing, params)  # E_k[x] = α/β, E_k[log x] = ψ(α) − log β
-        a, b = params.shapes, params.rates
-        sx = R.T @ (X1 * (1.0 - missing)) + weights * (a / b)
-        slog = R.T @ np.log(X1) + weights * (digamma(a) - np.log(b))
+        x, log_x, missing = _observed_terms(X)
+        sx, slog = R.T @ x, R.T @ log_x
+        if missing is not None:  # E_k[x] = α/β, E_k[log x] = ψ(α) − log β
+            weights = missing_weights(R, missing, params)
+            a, b = params.shapes, params.rates
+            sx = sx + weights * (a / b)
+            slog = slog + weights * (digamma(a) - np.log(b))
         return (sx, slog)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> GammaParams:
@@ -169,3 +166,12 @@ class Gamma(Family):
             np.asarray(arrays["shapes"], dtype=np.float64),
             np.asarray(arrays["rates"], dtype=np.float64),
         )
+
+
+def _observed_terms(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(x, log x, missing)`` with both terms 0 on missing cells (``missing``: the float mask,
+    or None when no cell is missing)."""
+    X, missing = split_missing(X)
+    if missing is None:
+        return X, np.log(X), None
+    return X, np.log(np.where(missing > 0, 1.0, X)), missing

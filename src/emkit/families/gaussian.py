@@ -22,7 +22,12 @@ import numpy as np
 
 from emkit.families.base import Family, reject_values
 from emkit.families.covariance import CovarianceStructure, covariance_structure
-from emkit.families.missing_cells import conditional_sums, full_covariances, pattern_log_prob
+from emkit.families.missing_cells import (
+    conditional_sums,
+    full_covariances,
+    incomplete_rows,
+    pattern_log_prob,
+)
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 LOG_FACTOR_BOUND = 200.0
@@ -112,7 +117,7 @@ class Gaussian(Family):
     def log_prob(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
         """``log N(x_n | μ_k, Σ_k)`` as a float64 ``(n, K)`` array; rows with NaN cells get the
         density of their observed cells, ``log N(x_o | μ_k,o, Σ_k,oo)``."""
-        incomplete = _incomplete_rows(X)
+        incomplete = incomplete_rows(X)
         if incomplete is None:
             return self._log_prob_complete(params, X)
         out = np.empty((X.shape[0], params.n_components))
@@ -137,7 +142,7 @@ class Gaussian(Family):
         """``(Σ_n R_nk (x_n − o), second moment of x_n − o)``, float64; rows with NaN cells add
         their conditional expectations ``x̂_nk`` and covariances (``Σ R (x̂ x̂ᵀ + C)``)."""
         R = np.asarray(R, dtype=np.float64)
-        incomplete = _incomplete_rows(X)
+        incomplete = incomplete_rows(X)
         if incomplete is None:
             return self._accumulate_complete(X, R)
         if params is None:
@@ -255,11 +260,3 @@ class Gaussian(Family):
 
     def row_bytes(self, K: int, D: int) -> int:
         return self.covariance.temp_bytes_per_row(K, D, 8) + 8 * (K + D)
-
-
-def _incomplete_rows(X: np.ndarray) -> np.ndarray | None:
-    """Rows holding a NaN cell, or None when there is none."""
-    if X.dtype.kind != "f":
-        return None
-    incomplete = np.isnan(X).any(axis=1)
-    return incomplete if incomplete.any() else None

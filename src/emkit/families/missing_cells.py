@@ -10,7 +10,8 @@ A family with ``handles_missing = True`` accepts NaN cells in ``log_prob`` and `
 
 Independent-column families need the cell's expectation under the component alone
 (``E_k[x_d]`` for Poisson, ``E_k[log x_d]`` for Gamma …): :func:`split_missing` and
-:func:`missing_weights` give each of them the pieces in two lines.  Gaussians with correlated
+:func:`missing_weights` give each of them the pieces in two lines, :func:`observed_sum` the
+constant terms of the observed cells.  Gaussians with correlated
 columns need the conditional normal of the missing block given the observed one, per
 missingness pattern: :func:`gaussian_patterns`, :func:`pattern_log_prob` and
 :func:`conditional_sums`, shared with the Gaussian mixture with missing values.
@@ -39,6 +40,26 @@ def split_missing(X: np.ndarray, fill: float = 0.0) -> tuple[np.ndarray, np.ndar
     if not mask.any():
         return X, None
     return np.where(mask, fill, X), mask.astype(np.float64)
+
+
+def observed_sum(terms: np.ndarray, missing: np.ndarray | None) -> np.ndarray:
+    """``Σ_d terms_kd`` over the observed cells of each row: ``(K,)`` when no cell is missing
+    (``missing`` None), else ``(n, K)`` (a row's missing cells add nothing)."""
+    return terms.sum(axis=1) if missing is None else (1.0 - missing) @ terms.T
+
+
+def incomplete_rows(X: np.ndarray) -> np.ndarray | None:
+    """Rows holding a NaN cell, or None when there is none (families with correlated columns
+    keep their complete-row code for the others)."""
+    if X.dtype.kind != "f":
+        return None
+    incomplete = np.isnan(X).any(axis=1)
+    return incomplete if incomplete.any() else None
+
+
+def is_missing(value: Any) -> bool:
+    """A missing cell of object (text) input: None or a float NaN."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def missing_weights(R: np.ndarray, missing: np.ndarray, params: Any) -> np.ndarray:

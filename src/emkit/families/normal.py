@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emkit.families.base import Family, reject_values, safe_divide
-from emkit.families.missing_cells import missing_weights, split_missing
+from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 LOG_BOUND = 300.0
@@ -79,17 +79,12 @@ class Normal(Family):
         Y, missing = split_missing(self._centred(X))
         offsets = params.means - self._origin(Y.shape[1])
         precisions = 1.0 / params.variances
-        log_terms = LOG_2PI + np.log(params.variances)  # (K, D)
-        if missing is None:
-            const = -0.5 * log_terms.sum(axis=1)
-        else:  # observed cells only
-            observed = 1.0 - missing
-            const = -0.5 * (observed @ log_terms.T)
+        const = -0.5 * observed_sum(LOG_2PI + np.log(params.variances), missing)
         out = np.array(np.broadcast_to(const, (Y.shape[0], offsets.shape[0])))
         for k in range(offsets.shape[0]):  # exact squares; a (n, D) temporary per component
             squares = np.square(Y - offsets[k])
-            if missing is not None:
-                squares *= observed
+            if missing is not None:  # observed cells only
+                squares *= 1.0 - missing
             out[:, k] -= 0.5 * (squares @ precisions[k])
         return out
 

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from emkit.families.base import Family, reject_values, safe_divide
-from emkit.families.missing_cells import missing_weights, split_missing
+from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +35,7 @@ class Poisson(Family):
     def log_prob(self, params, X):
         X, missing = split_missing(X)
         log_rates = np.log(params.rates)
-        rates = params.rates.sum(axis=1) if missing is None else (1.0 - missing) @ params.rates.T
+        rates = observed_sum(params.rates, missing)
         return X @ log_rates.T - rates - gammaln(X + 1.0).sum(axis=1)[:, None]
 
     def accumulate(self, params, X, R):

@@ -38,7 +38,7 @@ from scipy.special import digamma, gammaln
 
 from emkit.families.base import EPS, Family, reject_values
 from emkit.families.covariance import Full
-from emkit.families.missing_cells import gaussian_patterns
+from emkit.families.missing_cells import gaussian_patterns, incomplete_rows
 
 _FULL = Full()
 LOG_PI = float(np.log(np.pi))
@@ -147,8 +147,8 @@ class StudentT(Family):
 
     def log_prob(self, params: StudentTParams, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        incomplete = np.isnan(X).any(axis=1)
-        if not incomplete.any():
+        incomplete = incomplete_rows(X)
+        if incomplete is None:
             return self._log_prob_complete(params, X)
         out = np.empty((X.shape[0], params.means.shape[0]))
         out[~incomplete] = self._log_prob_complete(params, X[~incomplete])
@@ -182,8 +182,8 @@ class StudentT(Family):
         ``params`` is None (initialisation: the Gaussian moments of the starting partition)."""
         X = np.asarray(X, dtype=np.float64)
         R = np.asarray(R, dtype=np.float64)
-        incomplete = np.isnan(X).any(axis=1)
-        if incomplete.any():
+        incomplete = incomplete_rows(X)
+        if incomplete is not None:
             if params is None:
                 raise ValueError("missing cells need current parameters; start from full rows")
             done = self._accumulate_complete(params, X[~incomplete], R[~incomplete])
