@@ -139,21 +139,21 @@ class FamilyMixture:
     # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> MixtureParams:
         """One M-step on a starting partition (see :func:`starting_responsibilities`)."""
-        X = fill_missing_cells(data.X)
-        features = self.family.init_features(X) if self.init_method != "random" else None
+        data = ArrayData(fill_missing_cells(data.X), data.weights)  # a start needs full rows
+        features = self.family.init_features(data.X) if self.init_method != "random" else None
         R = starting_responsibilities(
             features, data.weights, self.n_components, self.init_method, rng, data.n_rows
         )
         return self.from_resp(data, R)
 
     def from_resp(self, data: ArrayData, resp: np.ndarray) -> MixtureParams:
-        """One M-step on responsibilities ``resp`` (rows sum to one; NaN cells filled first)."""
+        """One M-step on responsibilities ``resp`` (rows sum to one) of rows without NaN."""
         R = resp * data.weights[:, None]
         stats = MixtureStats(
             loglik=0.0,
             weight=float(data.weights.sum()),
             nk=R.sum(axis=0),
-            sums=self.family.accumulate(None, fill_missing_cells(data.X), R),
+            sums=self.family.accumulate(None, data.X, R),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ComponentCollapseWarning)
