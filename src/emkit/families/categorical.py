@@ -10,7 +10,6 @@ by side in one ``(K, Σ_j C_j)`` array, so the sums are one product ``Rᵀ·oneh
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 
 from emkit._validation import InputError
 from emkit.families.base import Family, column_label
-from emkit.families.missing_cells import missing_weights, split_missing
+from emkit.families.missing_cells import is_missing, missing_weights, split_missing
 
 TINY = 1e-300  # unflatten's floor: every vector maps to finite log-probabilities
 
@@ -34,10 +33,6 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _category(value: Any, where: str) -> Any:
     value = plain(value)
     if isinstance(value, (str, bool, int, float)) and not is_missing(value):
@@ -48,6 +43,12 @@ def _category(value: Any, where: str) -> Any:
 def _shown(categories: Sequence[Any], limit: int = 10) -> str:
     text = ", ".join(repr(c) for c in categories[:limit])
     return text + (f", … ({len(categories)} in all)" if len(categories) > limit else "")
+
+
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """Row-wise ``exp(v) / Σ exp(v)``, kept ≥ ``TINY`` (any vector maps to finite logs)."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.maximum(e / e.sum(axis=1, keepdims=True), TINY)
 
 
 def project_simplex_floor(counts: np.ndarray, floor: float) -> np.ndarray:
@@ -279,11 +280,8 @@ class Categorical(Family):
     def unflatten(self, vector: np.ndarray, like: CategoricalParams) -> CategoricalParams:
         offsets = self._configured().offsets
         logits = np.asarray(vector, dtype=np.float64).reshape(like.probabilities.shape)
-        tables = []
-        for a, b in zip(offsets[:-1], offsets[1:], strict=True):
-            block = logits[:, a:b]
-            e = np.exp(block - block.max(axis=1, keepdims=True))
-            tables.append(np.maximum(e / e.sum(axis=1, keepdims=True), TINY))
+        tables = [softmax_rows(logits[:, a:b]) for a, b in zip(offsets[:-1], offsets[1:],
+                                                                strict=True)]
         return CategoricalParams(np.concatenate(tables, axis=1))
 
     def describe(self, params: CategoricalParams) -> dict[str, np.ndarray]:

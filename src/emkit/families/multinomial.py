@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from emkit.families.base import Family, reject_values
-from emkit.families.categorical import TINY, project_simplex_floor
+from emkit.families.categorical import project_simplex_floor, softmax_rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,8 +104,7 @@ class Multinomial(Family):
 
     def unflatten(self, vector: np.ndarray, like: MultinomialParams) -> MultinomialParams:
         logits = np.asarray(vector, dtype=np.float64).reshape(like.probabilities.shape)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return MultinomialParams(np.maximum(e / e.sum(axis=1, keepdims=True), TINY))
+        return MultinomialParams(softmax_rows(logits))
 
     def describe(self, params: MultinomialParams) -> dict[str, np.ndarray]:
         return {"probabilities": params.probabilities}
