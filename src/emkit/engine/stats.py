@@ -62,6 +62,11 @@ class Stats:
         return replace(self, loglik=loglik)
 
 
+def add_leaves(a: Any, b: Any) -> Any:
+    """``a + b`` leaf by leaf through nested tuples of arrays (a family's sums, by chunks)."""
+    return _combine(a, b, np.add)
+
+
 def _combine(a: Any, b: Any, op) -> Any:
     """``op`` applied leaf by leaf through nested tuples (``b`` may be a scalar)."""
     if isinstance(a, tuple):

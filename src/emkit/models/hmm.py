@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from emkit.engine.data import SequenceBatch, SequenceData
-from emkit.engine.stats import Stats
+from emkit.engine.stats import Stats, add_leaves
 from emkit.families.base import Family
 from emkit.families.missing_cells import fill_missing_cells
 from emkit.models._hmm_kernels import forward_backward, sample_states, viterbi
@@ -207,7 +207,7 @@ class HMMModel:
             if not self.emission.handles_missing and missing[rows].any():
                 Xc = np.where(missing[rows, None], 0.0, Xc).astype(X.dtype, copy=False)
             part = self.emission.accumulate(emission, Xc, R[rows])
-            total = part if total is None else _add_nested(total, part)
+            total = part if total is None else add_leaves(total, part)
         return total
 
     def _forward_backward(
@@ -425,13 +425,6 @@ class HMMModel:
             X[where] = draws
         assert X is not None
         return X, states
-
-
-def _add_nested(a: Any, b: Any) -> Any:
-    """``a + b`` leaf by leaf through nested tuples of arrays."""
-    if isinstance(a, tuple):
-        return tuple(_add_nested(x, y) for x, y in zip(a, b, strict=True))
-    return a + b
 
 
 def _missing_rows(X: np.ndarray) -> np.ndarray:
