@@ -183,6 +183,29 @@ class DataTable(NamedTuple):
     rows: np.ndarray  # the file's data row number (from 1, below the header) of each row of X
 
 
+def _columns_besides(
+    data: Path, columns: str | None, other: str | None, option: str
+) -> list[str] | None:
+    """The model's columns: ``--columns``, or every column of DATA but ``other`` (the column
+    that ``option``, e.g. ``--weights`` or ``--sequence``, names); None: every column."""
+    selected = _split_columns(columns)
+    if other is None:
+        return selected
+    if selected is not None:
+        if other in selected:
+            raise InputError(f"{option} column {other!r} is also in --columns; it is not a "
+                             "feature: list it once")
+        return selected
+    _, every = read_table(data, text=True)
+    if other not in every:
+        raise InputError(f"{option}: {data} has no column {other!r}; available columns: "
+                         f"{', '.join(every)}")
+    selected = [c for c in every if c != other]
+    if not selected:
+        raise InputError(f"{data} has no column besides the {option} column {other!r}")
+    return selected
+
+
 def _read_data(
     data: Path,
     columns: str | None,
@@ -194,21 +217,7 @@ def _read_data(
     """The model columns (all but ``weights`` by default) and the weights column of DATA;
     rows with a missing cell are dropped (the note says so) if ``drop_missing``, else kept
     when the model ``marginalise``-s missing cells, else an error."""
-    selected = _split_columns(columns)
-    if weights is not None:
-        if selected is not None and weights in selected:
-            raise InputError(f"--weights column {weights!r} is also in --columns; list it once")
-        if selected is None:
-            from emkit._tabular import read_table as _read
-
-            _, every = _read(data, text=True)
-            selected = [c for c in every if c != weights]
-            if len(selected) == len(every):
-                raise InputError(
-                    f"{data} has no column {weights!r}; available columns: {', '.join(every)}"
-                )
-            if not selected:
-                raise InputError(f"{data} has no column besides the --weights column {weights!r}")
+    selected = _columns_besides(data, columns, weights, "--weights")
     X, names = read_table(data, selected, text=text)
     w = read_table(data, [weights])[0][:, 0] if weights is not None else None
     note = ""

@@ -20,6 +20,7 @@ from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
     _COVARIANCES,
+    _columns_besides,
     _family_choices,
     _fit_progress,
     _in_file_terms,
@@ -27,7 +28,6 @@ from emkit.cli._common import (
     _missing_cells,
     _reported_warnings,
     _save_model,
-    _split_columns,
     _stdout,
 )
 from emkit.cli._report import (
@@ -49,26 +49,6 @@ def is_hmm(estimator: Any) -> bool:
 
 
 # --- reading -------------------------------------------------------------------------------------
-def _feature_columns(data: Path, columns: str | None, sequence: str | None) -> list[str] | None:
-    """The feature columns: ``--columns``, or every column but ``--sequence`` (None: all)."""
-    selected = _split_columns(columns)
-    if sequence is None:
-        return selected
-    if selected is not None:
-        if sequence in selected:
-            raise InputError(f"--sequence column {sequence!r} is also in --columns; the sequence "
-                             "labels are not a feature: list it once")
-        return selected
-    _, every = read_table(data, text=True)
-    if sequence not in every:
-        raise InputError(f"--sequence: {data} has no column {sequence!r}; available columns: "
-                         f"{', '.join(every)}")
-    selected = [c for c in every if c != sequence]
-    if not selected:
-        raise InputError(f"{data} has no column besides the --sequence column {sequence!r}")
-    return selected
-
-
 def sequence_lengths(data: Path, sequence: str | None, n_rows: int) -> np.ndarray | None:
     """Lengths of the runs of equal consecutive values in the ``sequence`` column of DATA."""
     if sequence is None:
@@ -173,7 +153,7 @@ def fit_hmm(
     else:
         estimator = HMM(emission, n_states, **settings)
     family = make_family(emission)
-    X, names = read_table(data, _feature_columns(data, columns, sequence),
+    X, names = read_table(data, _columns_besides(data, columns, sequence, "--sequence"),
                           text=not family.numeric_input)
     lengths = sequence_lengths(data, sequence, X.shape[0])
     _check_rows(X, data, n_states)
