@@ -668,3 +668,23 @@ def test_invalid_learn_in_a_model_file_is_a_model_file_error(tmp_path) -> None:
             zf.writestr(name, payload)
     with pytest.raises(emkit.io.ModelFileError, match="learn"):
         emkit.load(path)
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        [2**62, 2**62, 2**62, 2**62 + 200],  # int64 sum wraps to 200
+        [2**63 - 1, 2**63 - 1, 202],
+        np.array([2**64 - 1, 201], dtype=np.uint64),
+        [1e300, 1.0],
+    ],
+)
+def test_lengths_whose_sum_wraps_are_refused_before_the_kernels(lengths) -> None:
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    with pytest.raises(LengthsError, match=r"lengths\[0\] = .*\(X has only 200 rows\)"):
+        emkit.GaussianHMM(2, random_state=0).fit(X, lengths)
+    fitted = emkit.GaussianHMM(2, random_state=0, max_iter=2).fit(X)
+    with pytest.raises(LengthsError, match=r"lengths\[0\]"):
+        fitted.score(X, lengths)
+    with pytest.raises(LengthsError, match="too many rows"):
+        check_lengths([2**61, 2**61], None)

@@ -40,14 +40,25 @@ def check_lengths(lengths: Any, n_rows: int | None) -> np.ndarray:
         if not integral.all():
             i = int(np.flatnonzero(~integral)[0])
             raise LengthsError(f"lengths must be integers, got lengths[{i}] = {raw[i]!r}")
-    out = raw.astype(np.int64)
-    if np.any(out < 1):
-        i = int(np.flatnonzero(out < 1)[0])
+    if np.any(raw < 1):
+        i = int(np.flatnonzero(raw < 1)[0])
         raise LengthsError(
-            f"lengths[{i}] = {out[i]}: every sequence needs at least one row "
-            f"({int((out < 1).sum())} such entr{'y' if (out < 1).sum() == 1 else 'ies'})"
+            f"lengths[{i}] = {raw[i].item()}: every sequence needs at least one row "
+            f"({int((raw < 1).sum())} such entr{'y' if (raw < 1).sum() == 1 else 'ies'})"
         )
-    total = int(out.sum())
+    limit = float(2**62 if n_rows is None else n_rows)
+    huge = raw.astype(np.float64) > limit  # before the cast to int64, which would wrap
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        rows = "too many rows" if n_rows is None else f"X has only {n_rows} rows"
+        raise LengthsError(
+            f"lengths[{i}] = {raw[i].item()} is longer than the data allow ({rows}): the "
+            f"lengths of the {raw.size} sequence(s) must add up to the number of rows"
+        )
+    out = raw.astype(np.int64)
+    total = int(out.sum(dtype=object))  # exact (Python integers): an int64 sum can wrap
+    if total >= 2**62:
+        raise LengthsError(f"lengths sum to {total}: too many rows for one data set")
     if n_rows is not None and total != n_rows:
         raise LengthsError(
             f"lengths sum to {total} but X has {n_rows} rows: the lengths of the "
