@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -56,15 +57,26 @@ def describe_nonfinite(X: np.ndarray, names: list[str] | None, what: str = "X") 
     )
 
 
+def _dates(what: str, dtype: Any) -> NonNumericError:
+    return NonNumericError(
+        f"{what} holds dates or durations ({dtype}), not numbers: leave it out, or "
+        "convert it to numbers first (e.g. days since the first date)"
+    )
+
+
 def _reject_non_numeric(X: Any, names: list[str] | None) -> None:
     arr = np.asarray(X) if not hasattr(X, "dtypes") else None
     if arr is not None and arr.dtype.kind in "iufb":
         return
+    if arr is not None and arr.dtype.kind in "mM":
+        raise _dates("X", arr.dtype)
     if arr is not None and arr.dtype.kind not in "OUS":
         return
     if arr is None:  # a DataFrame: find the first non-numeric column, and its first bad row
         for name in X.columns:
             col = X[name]
+            if col.dtype.kind in "mM":
+                raise _dates(f"column {str(name)!r}", col.dtype)
             if col.dtype.kind not in "iufb":
                 try:
                     np.asarray(col, dtype=np.float64)
@@ -111,6 +123,7 @@ def check_X(
     if names is None:  # name the columns after the fitted ones (a plain array at predict)
         fitted = getattr(estimator, "feature_names_in_", None)
         names = None if fitted is None else [str(c) for c in fitted]
+    _reject_overflowing(arr, names)
     if allow_nan:  # NaN marks a missing cell; infinity is still an error
         if np.isinf(arr).any():
             message = describe_nonfinite(np.where(np.isnan(arr), 0.0, arr), names)
@@ -128,10 +141,64 @@ def check_X(
     return arr
 
 
+def real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array, or an :class:`InputError` naming ``name`` (strings, ragged
+    nesting, complex or object entries) instead of numpy's message without a name."""
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nesting: numpy names no argument
+        raise InputError(
+            f"{name} must be a rectangular array of numbers; its rows have different lengths"
+        ) from None
+    if arr.dtype.kind == "c":
+        raise InputError(f"{name} must hold real numbers, got complex values ({arr.dtype})")
+    if arr.dtype.kind not in "biuf":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            flat = arr.ravel()
+            i = next(i for i, v in enumerate(flat) if not _is_number(v))
+            value = flat[i].item() if isinstance(flat[i], np.generic) else flat[i]
+            index = ", ".join(str(int(j)) for j in np.unravel_index(i, arr.shape))
+            where = f" at {name}[{index}]" if arr.ndim else ""
+            raise InputError(f"{name} must hold numbers, got {value!r}{where}") from None
+    return arr.astype(np.float64, copy=False)
+
+
+def _reject_overflowing(X: np.ndarray, names: list[str] | None) -> None:
+    """Refuse magnitudes whose squares (second moments, squared distances) overflow the dtype:
+    the fit would end in a NaN log-likelihood that names nothing."""
+    if X.size == 0:
+        return
+    limit = 1e-4 * np.sqrt(np.finfo(X.dtype).max)  # room for sums over many rows
+    top = max(abs(float(np.fmax.reduce(X, axis=None))), abs(float(np.fmin.reduce(X, axis=None))))
+    if not top > limit or not np.isfinite(top):  # NaN only, or infinity (named elsewhere)
+        return
+    with np.errstate(invalid="ignore"):
+        i, j = np.argwhere(np.abs(X) > limit)[0]
+    label = f"{names[j]!r}" if names else f"index {j}"
+    raise InputError(
+        f"X holds values too large to model in {X.dtype} (row {i}, column {label} holds "
+        f"{X[i, j]:.3g}; the largest usable magnitude is about {limit:.1g}): their squares "
+        "overflow; rescale the data first (e.g. divide the columns by a power of ten)"
+    )
+
+
+def real_number(value: Any, name: str) -> float:
+    """``value`` as a float, or an :class:`InputError` naming ``name`` (NaN refused)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if np.isnan(number):
+        raise InputError(f"{name} must be a number, got NaN")
+    return number
+
+
 def check_sample_weight(sample_weight: Any, X: np.ndarray) -> np.ndarray:
     """Non-negative finite weights of length n_samples, not all zero (float64)."""
     if sample_weight is not None:
-        sw = np.asarray(sample_weight, dtype=np.float64)
+        sw = sample_weight = real_array(sample_weight, "sample_weight")
         if sw.ndim == 1 and sw.shape[0] == X.shape[0] and not np.all(np.isfinite(sw)):
             bad = np.flatnonzero(~np.isfinite(sw))
             raise InputError(f"sample_weight contains NaN or inf at rows {_list(bad)}")
@@ -155,7 +222,8 @@ def check_settings(estimator: Any, bounds: tuple[tuple[str, float, bool], ...]) 
     for name, low, integral in bounds:
         value = getattr(estimator, name)
         valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        valid = valid and value >= low and (not integral or float(value).is_integer())
+        valid = valid and math.isfinite(value) and value >= low
+        valid = valid and (not integral or float(value).is_integer())
         if not valid:
-            kind = "an integer" if integral else "a number"
+            kind = "an integer" if integral else "a finite number"
             raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")

@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from emkit._validation import InputError
 from emkit.engine import EMConfig, FitResult, ProgressCallback, fit
 
 
@@ -42,6 +43,10 @@ class EMEstimator(BaseEstimator):
             start, n_init = self._get_fitted_params(), 1
         else:
             start, n_init = self._start_params(model, data, rng), self.n_init
+        if callback is not None and not callable(callback):
+            raise InputError(
+                f"callback must be a function f(iteration, mean_loglik), got {callback!r}"
+            )
         if callback is None and self.verbose:
             callback = self._print_progress
         result = fit(

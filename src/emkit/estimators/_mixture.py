@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
-from emkit._validation import check_sample_weight
+from emkit._validation import check_sample_weight, real_number
 from emkit.models.gaussian_mixture import log_softmax_rows
 
 PREDICT_ROWS = 65536
@@ -135,9 +135,7 @@ class MixtureInference:
         if threshold is None:
             cut = self.outlier_threshold(contamination)
         else:
-            cut = float(threshold)
-            if np.isnan(cut):
-                raise ValueError("threshold must be a number (a log-density), got NaN")
+            cut = real_number(threshold, "threshold (a log-density)")
         return self.score_samples(X) < cut
 
 

@@ -12,6 +12,7 @@ from emkit._validation import (
     check_sample_weight,
     check_settings,
     check_X,
+    real_array,
     weighted_column_mean,
 )
 from emkit.engine import ArrayData, ProgressCallback
@@ -211,7 +212,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
 
     @staticmethod
     def _user_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = real_array(value, name)
         if arr.shape != shape:
             raise InputError(f"{name} must have shape {shape}, got {arr.shape}")
         if not np.all(np.isfinite(arr)):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import DensityMixin
 
-from emkit._validation import InputError, check_sample_weight, check_X
+from emkit._validation import InputError, check_sample_weight, check_X, real_array
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator, fitted_family, fitted_family_params
 from emkit.estimators._mixture import MixtureInference
@@ -160,7 +160,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         K = model.n_components
         weights = base.weights
         if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
+            weights = real_array(self.weights_init, "weights_init")
             if weights.shape != (K,) or not np.all(np.isfinite(weights)):
                 raise InputError(f"weights_init must be {K} finite numbers, got {weights!r}")
             if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):

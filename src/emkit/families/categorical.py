@@ -10,7 +10,7 @@ by side in one ``(K, Σ_j C_j)`` array, so the sums are one product ``Rᵀ·oneh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,20 @@ def _category(value: Any, where: str) -> Any:
     if isinstance(value, (str, bool, int, float)) and not is_missing(value):
         return value
     raise InputError(f"{where}: categories must be strings or numbers, got {value!r}")
+
+
+def _columns_of(categories: Any) -> list[Sequence[Any]]:
+    """``categories`` as a list of per-column category lists, or a ValueError showing the form."""
+    form = "a list with one list of categories per column, e.g. [['no', 'yes']] or [[0, 1, 2]]"
+    if isinstance(categories, (str, bytes, Mapping)) or not isinstance(categories, Iterable):
+        raise ValueError(f"categories must be {form}, got {categories!r}")
+    columns = list(categories)
+    for j, column in enumerate(columns):
+        if isinstance(column, (str, bytes, Mapping)) or not isinstance(column, Iterable):
+            raise ValueError(
+                f"categories must be {form}; entry {j} is {column!r}, not a list of categories"
+            )
+    return columns
 
 
 def _shown(categories: Sequence[Any], limit: int = 10) -> str:
@@ -93,7 +107,7 @@ class Categorical(Family):
         self.categories: list[list[Any]] | None = None
         if categories is not None:
             self.categories = []
-            for j, column in enumerate(categories):
+            for j, column in enumerate(_columns_of(categories)):
                 values = [_category(v, f"categories of column {j}") for v in column]
                 if not values:
                     raise ValueError(f"column {j} has no categories")

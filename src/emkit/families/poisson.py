@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import gammaln
 
-from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.base import Family, column_label, reject_values, safe_divide
 from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
+
+
+class NonIntegerCountsWarning(UserWarning):
+    """Counts that are not whole numbers were given to the Poisson family."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +36,19 @@ class Poisson(Family):
 
     def check(self, X, names=None):
         reject_values(X, X < 0, names, "Negative values in data cannot be Poisson counts")
+        fractional = X != np.round(X)
+        if X.dtype.kind == "f":
+            fractional &= ~np.isnan(X)
+        if fractional.any():
+            i, j = np.argwhere(fractional)[0]
+            warnings.warn(
+                f"column {column_label(j, names)} holds {X[i, j].item()!r} at row {i} "
+                f"({int(fractional.sum())} non-integer value(s) in all): the Poisson family "
+                "treats them as counts (a quasi-likelihood); round them, or model the column "
+                "with the 'gamma' or 'normal' family",
+                NonIntegerCountsWarning,
+                stacklevel=4,
+            )
 
     def log_prob(self, params, X):
         X, missing = split_missing(X)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from emkit._validation import real_array
 from emkit.engine.data import SequenceBatch, SequenceData
 from emkit.engine.stats import Stats, add_leaves
 from emkit.families.base import Family
@@ -114,7 +115,7 @@ class ProbabilityError(ValueError):
 
 def check_probabilities(p: Any, shape: tuple[int, ...], what: str, atol: float = 1e-6):
     """``p`` as float64 of ``shape``, finite, non-negative, rows summing to one (renormalised)."""
-    p = np.array(p, dtype=np.float64)
+    p = real_array(p, what).copy()
     if p.shape != shape:
         raise ProbabilityError(f"{what} must have shape {shape}, got {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
