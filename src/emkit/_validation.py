@@ -209,7 +209,7 @@ def check_weights(weights: Any, n_components: int, what: str, atol: float = 1e-6
     if np.any(w <= 0) or not abs(w.sum() - 1.0) <= atol:
         raise InputError(
             f"{what} must be non-negative and sum to 1, every component with a positive "
-            f"weight; got {w} (sum {w.sum()!r})"
+            f"weight; got {w} (sum {float(w.sum())!r})"
         )
     return w
 

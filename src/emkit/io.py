@@ -194,6 +194,10 @@ def _set_fitted_attribute(estimator: Any, key: str, value: Any, path: Any) -> No
     setattr(estimator, key, value)
 
 
+# what zipfile, zlib and the .npy header parser raise on damaged members
+_READ_ERRORS = (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+
+
 class _ModelArchive:
     """A model file opened as a zip whose directory and members were checked against the caps
     (declared sizes, compression ratios, member count) before any member is read; members are
@@ -208,7 +212,7 @@ class _ModelArchive:
             self._check_directory()
             try:
                 self.zf = zipfile.ZipFile(self.fh, "r")
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+            except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
                 raise ModelFileError(
                     f"{path} is not an emkit model file (not a zip archive)"
                 ) from None
@@ -266,6 +270,8 @@ class _ModelArchive:
         total = 0
         for info in infos:
             name = info.filename
+            if info.flag_bits & 0x1:
+                raise self._error(f"member {name!r} is encrypted; model files are not")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 raise self._error(
                     f"member {name!r} uses compression method {info.compress_type}; model "
@@ -304,7 +310,7 @@ class _ModelArchive:
         try:
             with self.zf.open(info) as fh:
                 data = fh.read(info.file_size + 1)
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        except _READ_ERRORS as exc:
             raise self._error(f"member {name!r} is unreadable ({exc})") from None
         if len(data) != info.file_size:
             raise self._error(
@@ -330,8 +336,7 @@ class _ModelArchive:
                     done += got
                 if fh.read(1):
                     raise ValueError("data beyond the declared shape")
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
-            # ValueError: not .npy, an unsupported version, a malformed header
+        except _READ_ERRORS as exc:  # ValueError: not .npy, a malformed header
             raise self._error(f"the array {key!r} is unreadable ({exc})") from None
         array = np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
         return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
@@ -352,12 +357,19 @@ class _ModelArchive:
 
 
 def _npy_header(fh: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of a ``.npy`` stream; ``ValueError`` if malformed."""
     version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(fh)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(fh)
-    raise ValueError(f".npy format version {version} is not used by model files")
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f".npy format version {version} is not used by model files")
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+        np.lib.format.read_array_header_2_0
+    )
+    try:
+        return read(fh)
+    except _READ_ERRORS:
+        raise
+    except Exception as exc:  # numpy parses the header dict with ast/tokenize: any error
+        raise ValueError(f"malformed .npy header ({type(exc).__name__}: {exc})") from None
 
 
 def _header(archive: _ModelArchive, path: Any) -> dict[str, Any]:

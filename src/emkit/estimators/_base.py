@@ -157,7 +157,12 @@ def fitted_family(estimator: Any, cached: str, config: str) -> Any:
     from emkit.families import make_family
 
     family = estimator.__dict__.get(cached)
-    return family if family is not None else make_family(getattr(estimator, config))
+    if family is not None:
+        return family
+    spec = estimator.__dict__.get(config)
+    if spec is None:
+        raise InputError(f"the fitted family's configuration {config} is missing")
+    return make_family(spec)
 
 
 def fitted_family_params(estimator: Any, cached: str, family: Any) -> Any:
@@ -185,6 +190,7 @@ def fitted_family_params(estimator: Any, cached: str, family: Any) -> Any:
 
 def check_family_fitted(estimator: Any, family: Any, cached: str, K: int, D: int) -> Any:
     """The family's fitted parameters (restored from the arrays), checked by the family."""
+    family.check_configuration(D)
     params = fitted_family_params(estimator, cached, family)
     family.check_params(params, K, D, fitted_name)
     return params

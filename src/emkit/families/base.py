@@ -131,6 +131,10 @@ class Family(ABC):
         return 8 * K * (D + 2)
 
     # --- the domain of the parameters: user starts and loaded model files ---------------------
+    def check_configuration(self, n_features: int) -> None:  # noqa: B027 (optional hook)
+        """Raise :class:`InputError` unless the family is configured for ``n_features`` input
+        columns (checked before :meth:`restore` reads arrays by that layout)."""
+
     @abstractmethod
     def check_params(
         self, params: Any, n_components: int, n_features: int, label: Label = str

@@ -284,14 +284,17 @@ class Categorical(Family):
                                                                 strict=True)]
         return CategoricalParams(np.concatenate(tables, axis=1))
 
-    def check_params(self, params, n_components, n_features, label=str):
-        expect_params(params, CategoricalParams, self)
+    def check_configuration(self, n_features: int) -> None:
         if self.categories is None or len(self.categories) != n_features:
             given = None if self.categories is None else len(self.categories)
             raise InputError(
                 f"the categorical family has categories for {given} columns, the model "
                 f"{n_features}"
             )
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, CategoricalParams, self)
+        self.check_configuration(n_features)
         shape = (n_components, int(self.offsets[-1]))
         check_probability_rows(params.probabilities, label("probabilities"), shape, self.offsets)
 
