@@ -336,6 +336,8 @@ class _ModelArchive:
                     done += got
                 if fh.read(1):
                     raise ValueError("data beyond the declared shape")
+        except ModelFileError:
+            raise  # a cap or a header check: it names the member already
         except _READ_ERRORS as exc:  # ValueError: not .npy, a malformed header
             raise self._error(f"the array {key!r} is unreadable ({exc})") from None
         array = np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
