@@ -141,9 +141,10 @@ def check_X(
     return arr
 
 
-def real_array(value: Any, name: str) -> np.ndarray:
-    """``value`` as a float64 array, or an :class:`InputError` naming ``name`` (strings, ragged
-    nesting, complex or object entries) instead of numpy's message without a name."""
+def real_array(value: Any, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``value`` as an array of real numbers (bool, integer and float kept; numbers held as text
+    or objects become float64) of ``shape`` when given, else an :class:`InputError` naming
+    ``name`` (text, ragged nesting, complex entries) instead of numpy's message without a name."""
     try:
         arr = np.asarray(value)
     except ValueError:  # ragged nesting: numpy names no argument
@@ -162,7 +163,9 @@ def real_array(value: Any, name: str) -> np.ndarray:
             index = ", ".join(str(int(j)) for j in np.unravel_index(i, arr.shape))
             where = f" at {name}[{index}]" if arr.ndim else ""
             raise InputError(f"{name} must hold numbers, got {value!r}{where}") from None
-    return arr.astype(np.float64, copy=False)
+    if shape is not None and arr.shape != tuple(shape):
+        raise InputError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    return arr
 
 
 def _reject_overflowing(X: np.ndarray, names: list[str] | None) -> None:
@@ -227,3 +230,56 @@ def check_settings(estimator: Any, bounds: tuple[tuple[str, float, bool], ...]) 
         if not valid:
             kind = "an integer" if integral else "a finite number"
             raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
+
+
+# --- parameters: user starts and loaded model files share these checks -------------------------
+def check_finite(arr: np.ndarray, what: str) -> None:
+    """``InputError`` naming ``what`` and the first entry that is NaN or infinite."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            f"{what} contains NaN or inf (at index {where}, {int(bad.sum())} entries in all)"
+        )
+
+
+def check_positive(arr: np.ndarray, what: str) -> None:
+    """``InputError`` unless every entry is finite and > 0."""
+    check_finite(arr, what)
+    bad = ~(arr > 0)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            f"{what} must be positive (component {where[0]}), got {arr[where].item()!r} at "
+            f"index {where}" if where else f"{what} must be positive, got {arr.item()!r}"
+        )
+
+
+def check_weights(weights: Any, n_components: int, what: str, atol: float = 1e-6) -> np.ndarray:
+    """Mixture weights: ``n_components`` positive numbers summing to one (float64)."""
+    K = int(n_components)
+    w = real_array(weights, what)
+    if w.shape != (K,):
+        raise InputError(f"{what} must have shape ({K},), {K} finite numbers, got {w.shape}")
+    w = np.asarray(w, dtype=np.float64)
+    check_finite(w, what)
+    if np.any(w <= 0) or not abs(w.sum() - 1.0) <= atol:
+        raise InputError(
+            f"{what} must be non-negative and sum to 1, every component with a positive "
+            f"weight; got {w} (sum {float(w.sum())!r})"
+        )
+    return w
+
+
+def check_spd(matrices: np.ndarray, what: str, shared: bool = False) -> None:
+    """Symmetric positive definite ``(D, D)`` matrices (``shared``: one, else a stack)."""
+    check_finite(matrices, what)
+    stack = matrices[None] if shared else matrices
+    for k, matrix in enumerate(stack):
+        where = "" if shared else f" (component {k})"
+        if not np.allclose(matrix, matrix.T):
+            raise InputError(f"{what} must be symmetric{where}")
+        try:
+            np.linalg.cholesky(matrix)
+        except np.linalg.LinAlgError:
+            raise InputError(f"{what} must be positive definite{where}") from None

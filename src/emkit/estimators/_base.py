@@ -15,7 +15,76 @@ from emkit._validation import InputError
 from emkit.engine import EMConfig, FitResult, ProgressCallback, fit
 
 
-class EMEstimator(BaseEstimator):
+class SavedEstimator:
+    """What :func:`emkit.save` and :func:`emkit.load` ask of an estimator class (declared here,
+    never guessed): JSON forms of constructor arguments that are objects, and the check of a
+    fitted state read back from a file."""
+
+    def check_fitted_state(self) -> None:
+        """Raise a ``ValueError`` naming the attribute unless the fitted attributes form a valid
+        model, by the checks a user start gets (shapes, real finite values, simplexes, positive
+        definiteness, the family's parameter domain); attributes derived from the parameters
+        (covariances from precision factors, …) are rebuilt from them."""
+        raise NotImplementedError(f"{type(self).__name__} cannot check a loaded fitted state")
+
+    def _params_to_json(self, params: dict[str, Any]) -> dict[str, Any]:
+        """JSON forms of ``get_params()`` values that are objects (default: as they are)."""
+        return params
+
+    @classmethod
+    def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`_params_to_json`."""
+        return params
+
+
+def fitted_name(field: str) -> str:
+    """The attribute that holds a family's parameter ``field`` (``rates`` → ``rates_``)."""
+    return f"{field}_"
+
+
+def fitted_array(estimator: Any, name: str, ndim: int) -> np.ndarray:
+    """The fitted float32/float64 array ``name`` with ``ndim`` axes, else ``InputError``."""
+    value = estimator.__dict__.get(name)
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"the fitted array {name} is missing (got {type(value).__name__})")
+    if value.dtype not in (np.float32, np.float64):
+        raise InputError(f"{name} must be a float32 or float64 array, got dtype {value.dtype}")
+    if value.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} axes, got shape {value.shape}")
+    return value
+
+
+def fitted_scalar(estimator: Any, name: str, kind: type, low: float | None = None) -> Any:
+    """The fitted ``bool``, ``int`` or ``float`` attribute ``name`` (``>= low``)."""
+    value = estimator.__dict__.get(name)
+    ok = isinstance(value, bool) if kind is bool else (
+        isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    )
+    if ok and kind is not bool and (value != value or (low is not None and value < low)):
+        ok = False  # NaN, or below the bound
+    if not ok:
+        bound = "" if low is None else f" >= {low}"
+        raise InputError(f"{name} must be {kind.__name__}{bound}, got {value!r}")
+    return value
+
+
+def check_fitted_common(estimator: Any, n_features: int | None = None) -> int:
+    """``converged_``, ``n_iter_``, ``n_features_in_`` (equal to ``n_features`` when given) and
+    ``feature_names_in_`` (if any); returns ``n_features_in_``."""
+    fitted_scalar(estimator, "converged_", bool)
+    fitted_scalar(estimator, "n_iter_", int, 0)
+    D = fitted_scalar(estimator, "n_features_in_", int, 1)
+    if n_features is not None and D != n_features:
+        raise InputError(f"n_features_in_ is {D}, but the parameters describe {n_features}")
+    names = estimator.__dict__.get("feature_names_in_")
+    if names is not None:
+        ok = isinstance(names, np.ndarray) and names.shape == (D,)
+        if not (ok and all(isinstance(n, str) for n in names)):
+            raise InputError(f"feature_names_in_ must be {D} column names, got {names!r}")
+    return D
+
+
+class EMEstimator(SavedEstimator, BaseEstimator):
     """Base of the scikit-learn shells: subclasses build a model and convert parameters.
 
     Subclasses implement ``_build_model(X, w)``, ``_start_params(model, data, rng)`` (a user start
@@ -92,7 +161,12 @@ def fitted_family(estimator: Any, cached: str, config: str) -> Any:
     from emkit.families import make_family
 
     family = estimator.__dict__.get(cached)
-    return family if family is not None else make_family(getattr(estimator, config))
+    if family is not None:
+        return family
+    spec = estimator.__dict__.get(config)
+    if spec is None:
+        raise InputError(f"the fitted family's configuration {config} is missing")
+    return make_family(spec)
 
 
 def fitted_family_params(estimator: Any, cached: str, family: Any) -> Any:
@@ -105,5 +179,22 @@ def fitted_family_params(estimator: Any, cached: str, family: Any) -> Any:
             for name, value in vars(estimator).items()
             if name.endswith("_") and isinstance(value, np.ndarray)
         }
-        params = family.restore(arrays)
+        try:
+            params = family.restore(arrays)
+        except KeyError as exc:
+            raise InputError(
+                f"the fitted array {exc.args[0]}_ of the {family.name!r} family is missing"
+            ) from None
+        except (ValueError, IndexError, TypeError) as exc:
+            raise InputError(
+                f"the fitted arrays of the {family.name!r} family do not fit together ({exc})"
+            ) from None
+    return params
+
+
+def check_family_fitted(estimator: Any, family: Any, cached: str, K: int, D: int) -> Any:
+    """The family's fitted parameters (restored from the arrays), checked by the family."""
+    family.check_configuration(D)
+    params = fitted_family_params(estimator, cached, family)
+    family.check_params(params, K, D, fitted_name)
     return params

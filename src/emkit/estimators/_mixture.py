@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
-from emkit._validation import check_sample_weight, real_number
+from emkit._validation import InputError, check_finite, check_sample_weight, real_number
+from emkit.estimators._base import fitted_array
 from emkit.models.gaussian_mixture import log_softmax_rows
 
 PREDICT_ROWS = 65536
@@ -107,6 +108,15 @@ class MixtureInference:
         self.log_density_quantiles_ = weighted_quantiles(
             ll, np.asarray(weights, dtype=np.float64), np.linspace(0.0, 1.0, QUANTILE_LEVELS)
         )
+
+    def _check_quantile_table(self) -> None:
+        """A fitted (or loaded) ``log_density_quantiles_``, if any: finite and non-decreasing."""
+        if self.__dict__.get("log_density_quantiles_") is None:
+            return  # an older model: outlier_threshold says so
+        table = fitted_array(self, "log_density_quantiles_", 1)
+        check_finite(table, "log_density_quantiles_")
+        if table.size < 2 or np.any(np.diff(table) < 0):
+            raise InputError("log_density_quantiles_ must be at least 2 non-decreasing values")
 
     def outlier_scores(self, X: Any) -> np.ndarray:
         """Anomaly score of every row: ``−log p(x_n)`` (higher is more anomalous)."""

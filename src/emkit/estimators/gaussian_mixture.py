@@ -9,17 +9,21 @@ from sklearn.base import DensityMixin
 
 from emkit._validation import (
     InputError,
+    check_positive,
     check_sample_weight,
     check_settings,
+    check_spd,
+    check_weights,
     check_X,
     real_array,
     weighted_column_mean,
 )
 from emkit.engine import ArrayData, ProgressCallback
-from emkit.estimators._base import EMEstimator
+from emkit.estimators._base import EMEstimator, check_fitted_common, fitted_array, fitted_name
 from emkit.estimators._mixture import MixtureInference
 from emkit.estimators.missing import check_incomplete
 from emkit.families.covariance import CovarianceStructure, covariance_structure
+from emkit.families.gaussian import Gaussian, GaussianParams
 from emkit.models.gaussian_mixture import (
     INIT_METHODS,
     GaussianMixtureModel,
@@ -31,16 +35,9 @@ from emkit.models.missing import missing_gaussian_mixture_model
 def _check_precisions(prec: np.ndarray, structure: str) -> None:
     """User-given precisions: symmetric positive definite matrices, or positive numbers."""
     if structure in ("diag", "spherical"):
-        bad = np.flatnonzero((prec <= 0).reshape(prec.shape[0], -1).any(axis=1))
-        if bad.size:
-            raise InputError(f"precisions_init must be positive (component {int(bad[0])})")
-        return
-    for k, matrix in enumerate(prec[None] if structure == "tied" else prec):
-        where = "" if structure == "tied" else f" (component {k})"
-        if not np.allclose(matrix, matrix.T):
-            raise InputError(f"precisions_init must be symmetric{where}")
-        if np.linalg.eigvalsh(matrix)[0] <= 0:
-            raise InputError(f"precisions_init must be positive definite{where}")
+        check_positive(prec, "precisions_init")
+    else:
+        check_spd(prec, "precisions_init", shared=structure == "tied")
 
 
 class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
@@ -198,9 +195,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
             base = model.init(data, rng)
         weights, means, pc = base.weights, base.means, base.precisions_cholesky
         if self.weights_init is not None:
-            weights = self._user_array("weights_init", self.weights_init, (K,))
-            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-                raise InputError(f"weights_init must be non-negative and sum to 1, got {weights}")
+            weights = check_weights(self.weights_init, K, "weights_init")
         if self.means_init is not None:
             means = self._user_array("means_init", self.means_init, (K, D))
         if self.precisions_init is not None:
@@ -212,7 +207,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
 
     @staticmethod
     def _user_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-        arr = real_array(value, name)
+        arr = real_array(value, name).astype(np.float64)
         if arr.shape != shape:
             raise InputError(f"{name} must have shape {shape}, got {arr.shape}")
         if not np.all(np.isfinite(arr)):
@@ -227,6 +222,24 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         self.precisions_cholesky_ = params.precisions_cholesky
         self.precisions_ = structure.precisions_from_cholesky(params.precisions_cholesky)
         self.covariances_ = structure.covariances_from_cholesky(params.precisions_cholesky)
+
+    def check_fitted_state(self) -> None:
+        """Settings as ``fit`` checks them; ``weights_`` a simplex, ``means_`` finite and
+        ``precisions_cholesky_`` valid factors (the Gaussian family's check); precisions and
+        covariances are rebuilt from the factors."""
+        self._check_hyperparameters()
+        means = fitted_array(self, "means_", 2)
+        K, D = means.shape
+        if K != self.n_components:
+            raise InputError(f"means_ holds {K} components, n_components is {self.n_components}")
+        weights = fitted_array(self, "weights_", 1)
+        check_weights(weights, K, "weights_")
+        structure = covariance_structure(self.covariance_type)
+        pc = fitted_array(self, "precisions_cholesky_", len(structure.shape(K, D)))
+        Gaussian(structure).check_params(GaussianParams(means, pc), K, D, fitted_name)
+        check_fitted_common(self, D)
+        self._check_quantile_table()
+        self._set_fitted(GaussianMixtureParams(weights, means, pc))
 
     def _get_fitted_params(self) -> GaussianMixtureParams:
         return GaussianMixtureParams(self.weights_, self.means_, self.precisions_cholesky_)

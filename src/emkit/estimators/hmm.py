@@ -22,7 +22,14 @@ from sklearn.utils import check_random_state
 from emkit._validation import InputError, check_X
 from emkit.engine import ProgressCallback
 from emkit.engine.data import SequenceData, check_lengths
-from emkit.estimators._base import EMEstimator, fitted_family, fitted_family_params
+from emkit.estimators._base import (
+    EMEstimator,
+    check_family_fitted,
+    check_fitted_common,
+    fitted_array,
+    fitted_family,
+    fitted_family_params,
+)
 from emkit.families import Family, make_family
 from emkit.families.gaussian import Gaussian
 from emkit.families.gaussian_mixture_emission import GaussianMixtureEmission
@@ -206,6 +213,8 @@ class HMM(EMEstimator):
             raise ValueError(
                 f"emission_init describes {shape[1]} states, the model has {model.n_states}"
             )
+        label = "emission_init[{!r}]".format
+        model.emission.check_params(init, model.n_states, data.width, label)
         return HMMParams(startprob, transmat, init)
 
     def _set_fitted(self, params: HMMParams) -> None:
@@ -232,6 +241,25 @@ class HMM(EMEstimator):
 
     def _get_fitted_params(self) -> HMMParams:
         return HMMParams(self.startprob_, self.transmat_, self.emission_params_)
+
+    def check_fitted_state(self) -> None:
+        """Settings, the user's chain and ``learn`` as ``fit`` checks them; ``startprob_`` and
+        ``transmat_`` probabilities of the fitted shapes (the kernels index them by state);
+        the emission arrays by the family's ``check_params``.  The chain is kept as
+        C-contiguous float64 (what the numba kernels read)."""
+        K = self._check_settings()
+        self._make_family()
+        family = self.emission_
+        self._check_user_chain(K)
+        self.learn.held_groups(family)
+        D = check_fitted_common(self)
+        startprob = fitted_array(self, "startprob_", 1)
+        transmat = fitted_array(self, "transmat_", 2)
+        check_probabilities(startprob, (K,), "startprob_")
+        check_probabilities(transmat, (K, K), "transmat_")
+        emission = check_family_fitted(self, family, "_emission_params", K, D)
+        chain = (np.ascontiguousarray(p, dtype=np.float64) for p in (startprob, transmat))
+        self._set_fitted(HMMParams(*chain, emission))
 
     # --- model files (emkit.save / emkit.load) ---------------------------------------------------
     def _params_to_json(self, params: dict[str, Any]) -> dict[str, Any]:

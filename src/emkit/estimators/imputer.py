@@ -12,16 +12,17 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from emkit._validation import check_X
+from emkit._validation import InputError, check_finite, check_spd, check_weights, check_X
+from emkit.estimators._base import SavedEstimator, check_fitted_common, fitted_array
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.missing import MissingNormal, check_incomplete
+from emkit.estimators.missing import MissingNormal, check_incomplete, check_normal_fitted
 from emkit.families.covariance import covariance_structure
 from emkit.families.missing_cells import full_covariances
 
 MODELS = ("normal", "gmm")
 
 
-class EMImputer(TransformerMixin, BaseEstimator):
+class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
     """Fill NaN cells with ``E[x_m | x_o]`` under a model fitted by EM to the incomplete rows.
 
     ``model="normal"``: ``x ~ N(μ, Σ)`` (:class:`emkit.MissingNormal`), the fill is the
@@ -114,6 +115,33 @@ class EMImputer(TransformerMixin, BaseEstimator):
             self.mean_ = gmm.weights_ @ gmm.means_
             self.loglik_ = gmm.lower_bound_ * np.count_nonzero(keep)
             self.n_iter_, self.converged_ = gmm.n_iter_, gmm.converged_
+
+    def check_fitted_state(self) -> None:
+        """Settings as ``fit`` checks them; the mixture (``weights_`` a simplex, ``means_``
+        finite, ``covariances_`` positive definite, ``precisions_cholesky_`` valid factors for
+        ``"gmm"``) and, for ``"normal"``, ``mean_`` / ``covariance_``."""
+        self._check_params()
+        means = fitted_array(self, "means_", 2)
+        K, D = means.shape
+        check_finite(means, "means_")
+        check_weights(fitted_array(self, "weights_", 1), K, "weights_")
+        covariances = fitted_array(self, "covariances_", 3)
+        if covariances.shape != (K, D, D):
+            raise InputError(f"covariances_ must have shape {(K, D, D)}, got {covariances.shape}")
+        check_spd(covariances, "covariances_")
+        check_fitted_common(self, D)
+        if self.model == "normal":
+            if K != 1:
+                raise InputError(f"a 'normal' imputer has one component, means_ holds {K}")
+            if check_normal_fitted(self, "mean_", "covariance_").shape != (D,):
+                raise InputError(f"mean_ must hold {D} values, as means_ does")
+            return
+        if K != self.n_components:
+            raise InputError(f"means_ holds {K} components, n_components is {self.n_components}")
+        check_finite(fitted_array(self, "mean_", 1), "mean_")
+        structure = covariance_structure(self.covariance_type)
+        pc = fitted_array(self, "precisions_cholesky_", len(structure.shape(K, D)))
+        structure.check_factors(pc, K, D, "precisions_cholesky_")
 
     # --- imputing -----------------------------------------------------------------------------
     def _fill(self, X: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:

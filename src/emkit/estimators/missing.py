@@ -9,9 +9,16 @@ import numpy as np
 from sklearn.base import DensityMixin
 from sklearn.utils import check_random_state
 
-from emkit._validation import InputError, check_sample_weight, check_settings, check_X
+from emkit._validation import (
+    InputError,
+    check_finite,
+    check_sample_weight,
+    check_settings,
+    check_spd,
+    check_X,
+)
 from emkit.engine import ArrayData, ProgressCallback
-from emkit.estimators._base import EMEstimator
+from emkit.estimators._base import EMEstimator, check_fitted_common, fitted_array, fitted_scalar
 from emkit.families.missing_cells import missingness_patterns
 from emkit.models.missing import MissingNormalModel, MissingNormalParams
 
@@ -56,6 +63,19 @@ def check_incomplete(
     if np.count_nonzero(keep & (w > 0)) < 2:
         raise InputError("fewer than 2 rows with an observed value: a covariance needs at least 2")
     return keep
+
+
+def check_normal_fitted(estimator: Any, mean: str, covariance: str) -> np.ndarray:
+    """A fitted normal's ``mean`` ``(D,)`` (finite) and ``covariance`` ``(D, D)`` (symmetric
+    positive definite); returns the mean."""
+    mu = fitted_array(estimator, mean, 1)
+    check_finite(mu, mean)
+    cov = fitted_array(estimator, covariance, 2)
+    D = mu.shape[0]
+    if cov.shape != (D, D):
+        raise InputError(f"{covariance} must have shape {(D, D)}, got {cov.shape}")
+    check_spd(cov, covariance, shared=True)
+    return mu
 
 
 class MissingNormal(DensityMixin, EMEstimator):
@@ -197,6 +217,19 @@ class MissingNormal(DensityMixin, EMEstimator):
 
     def _get_fitted_params(self) -> MissingNormalParams:
         return MissingNormalParams(self.mean_, self.covariance_)
+
+    def check_fitted_state(self) -> None:
+        """Settings as ``fit`` checks them; ``mean_`` finite, ``covariance_`` symmetric positive
+        definite, ``mean_se_`` non-negative (NaN where not computed)."""
+        self._check_hyperparameters()
+        mean = check_normal_fitted(self, "mean_", "covariance_")
+        D = check_fitted_common(self, mean.shape[0])
+        fitted_scalar(self, "loglik_", float)
+        se = self.__dict__.get("mean_se_")
+        if se is not None:
+            se = fitted_array(self, "mean_se_", 1)
+            if se.shape != (D,) or np.any(se < 0) or np.isinf(se).any():
+                raise InputError(f"mean_se_ must be {D} non-negative standard errors, got {se}")
 
     def _fitted_model(self) -> MissingNormalModel:
         return MissingNormalModel(self.mean_.shape[0], origin=self.mean_)

@@ -8,9 +8,16 @@ from typing import Any
 import numpy as np
 from sklearn.base import DensityMixin
 
-from emkit._validation import InputError, check_sample_weight, check_X, real_array
+from emkit._validation import InputError, check_sample_weight, check_weights, check_X
 from emkit.engine import ArrayData, ProgressCallback
-from emkit.estimators._base import EMEstimator, fitted_family, fitted_family_params
+from emkit.estimators._base import (
+    EMEstimator,
+    check_family_fitted,
+    check_fitted_common,
+    fitted_array,
+    fitted_family,
+    fitted_family_params,
+)
 from emkit.estimators._mixture import MixtureInference
 from emkit.estimators.missing import check_incomplete
 from emkit.families import Family, make_family
@@ -87,19 +94,10 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         callback: ProgressCallback | None = None,
     ) -> MixtureModel:
         """Fit by EM; ``sample_weight`` multiplies each row's contribution to the statistics."""
-        if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
-            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
-        if self.init_params not in MIXTURE_INITS:
-            raise ValueError(
-                f"init_params must be one of {MIXTURE_INITS}, got {self.init_params!r}"
-            )
+        self._check_settings()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         family = self.family_ if warm else make_family(self.family)
-        if not family.mixture_component:
-            raise ValueError(
-                f"the {family.name!r} family is an HMM emission (a mixture per state); a mixture "
-                "of such mixtures is a Gaussian mixture with K·M components: use GaussianMixture"
-            )
+        _check_mixture_component(family)
         raw = self._validate(family, X, reset=not warm)
         if not warm:
             family = family.configure(raw)
@@ -117,6 +115,29 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         model = self._engine_model()
         self._run_engine(model, ArrayData(Xf, w), callback)
         return self
+
+    def _check_settings(self) -> None:
+        if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+        if self.init_params not in MIXTURE_INITS:
+            raise ValueError(
+                f"init_params must be one of {MIXTURE_INITS}, got {self.init_params!r}"
+            )
+
+    def check_fitted_state(self) -> None:
+        """Settings and family as ``fit`` checks them; ``weights_`` a simplex; the family's
+        arrays by the family's ``check_params`` (as ``components_init`` is checked)."""
+        self._check_settings()
+        _check_mixture_component(make_family(self.family))
+        family = self.family_
+        _check_mixture_component(family)
+        weights = fitted_array(self, "weights_", 1)
+        K = int(self.n_components)
+        check_weights(weights, K, "weights_")
+        D = check_fitted_common(self)
+        components = check_family_fitted(self, family, "_components", K, D)
+        self._check_quantile_table()
+        self._set_fitted(MixtureParams(weights, components))
 
     def _encode(self, family: Family, raw: np.ndarray) -> np.ndarray:
         """The family's float codes; missing cells (NaN, None) become NaN when the family
@@ -160,16 +181,14 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         K = model.n_components
         weights = base.weights
         if self.weights_init is not None:
-            weights = real_array(self.weights_init, "weights_init")
-            if weights.shape != (K,) or not np.all(np.isfinite(weights)):
-                raise InputError(f"weights_init must be {K} finite numbers, got {weights!r}")
-            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-                raise InputError(f"weights_init must be non-negative and sum to 1, got {weights}")
+            weights = check_weights(self.weights_init, K, "weights_init")
         components = base.components
         if isinstance(self.components_init, dict):
             components = _replace_fields(base.components, self.components_init)
         elif self.components_init is not None:
             components = self.components_init
+        label = "components_init[{!r}]".format
+        model.family.check_params(components, K, data.width, label)
         return MixtureParams(weights, components)
 
     def _set_fitted(self, params: MixtureParams) -> None:
@@ -208,6 +227,14 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         """Free parameters: ``K − 1`` weights plus the family's."""
         self._check_fitted()
         return int(len(self.weights_) - 1 + self.family_.n_parameters(self.components_))
+
+
+def _check_mixture_component(family: Family) -> None:
+    if not family.mixture_component:
+        raise ValueError(
+            f"the {family.name!r} family is an HMM emission (a mixture per state); a mixture "
+            "of such mixtures is a Gaussian mixture with K·M components: use GaussianMixture"
+        )
 
 
 def _replace_fields(params: Any, given: dict[str, Any]) -> Any:

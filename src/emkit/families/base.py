@@ -17,12 +17,12 @@ current parameters); see :mod:`emkit.families.missing_cells`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from emkit._validation import InputError
+from emkit._validation import InputError, check_finite, check_positive, real_array
 
 EPS = 10.0 * np.finfo(np.float64).eps
 
@@ -130,6 +130,59 @@ class Family(ABC):
     def row_bytes(self, K: int, D: int) -> int:
         return 8 * K * (D + 2)
 
+    # --- the domain of the parameters: user starts and loaded model files ---------------------
+    def check_configuration(self, n_features: int) -> None:  # noqa: B027 (optional hook)
+        """Raise :class:`InputError` unless the family is configured for ``n_features`` input
+        columns (checked before :meth:`restore` reads arrays by that layout)."""
+
+    @abstractmethod
+    def check_params(
+        self, params: Any, n_components: int, n_features: int, label: Label = str
+    ) -> None:
+        """Raise :class:`InputError` (a ``ValueError``) unless ``params`` are parameters of
+        ``n_components`` components on ``n_features`` input columns, in the family's domain
+        (shapes, real finite values, positivity, probabilities); ``label(field)`` names a field
+        in the message (``"rates_"`` for a model file, ``"components_init['rates']"``)."""
+
+
+Label = Callable[[str], str]
+
+
+def expect_params(params: Any, kind: type, family: Family) -> None:
+    """``InputError`` unless ``params`` is the family's parameter type ``kind``."""
+    if not isinstance(params, kind):
+        raise InputError(
+            f"the {family.name!r} family's parameters are a {kind.__name__}, "
+            f"got {type(params).__name__}"
+        )
+
+
+def check_parameter(
+    value: Any, what: str, shape: tuple[int, ...], *, positive: bool = False
+) -> np.ndarray:
+    """A parameter array of ``shape``: real, finite, and ``> 0`` when ``positive``."""
+    arr = real_array(value, what, shape)
+    (check_positive if positive else check_finite)(arr, what)
+    return arr
+
+
+def check_probability_rows(
+    value: Any, what: str, shape: tuple[int, ...], bounds: np.ndarray | None = None,
+    atol: float = 1e-6,
+) -> None:
+    """Positive probabilities of ``shape`` whose rows (or the column blocks ``bounds`` of each
+    row) sum to one."""
+    arr = check_parameter(value, what, shape, positive=True)
+    bounds = np.array([0, arr.shape[-1]]) if bounds is None else bounds
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        sums = arr[..., a:b].sum(axis=-1)
+        if np.any(np.abs(sums - 1.0) > atol):
+            row = tuple(int(i) for i in np.argwhere(np.abs(sums - 1.0) > atol)[0])
+            raise InputError(
+                f"{what} must sum to 1 over each distribution; row {row} sums to "
+                f"{float(sums[row])!r}"
+            )
+
 
 # --- helpers shared by the families ---------------------------------------------------------------
 def column_label(j: int, names: list[str] | None) -> str:
@@ -163,3 +216,16 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 def expit(v: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * v))
+
+
+def check_origin(origin: Any, n_features: int, family: Family) -> None:
+    """The family's fixed origin (set by ``configure``), if any: ``n_features`` finite values."""
+    if origin is None:
+        return
+    arr = real_array(origin, f"the {family.name!r} family's origin")
+    if arr.shape != (n_features,):
+        raise InputError(
+            f"the {family.name!r} family was configured for {arr.size} features, "
+            f"the model has {n_features}"
+        )
+    check_finite(arr, f"the {family.name!r} family's origin")

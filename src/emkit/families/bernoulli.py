@@ -8,7 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from emkit.families.base import Family, expit, logit, reject_values, safe_divide
+from emkit._validation import InputError
+from emkit.families.base import (
+    Family,
+    check_parameter,
+    expect_params,
+    expit,
+    logit,
+    reject_values,
+    safe_divide,
+)
 from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 
@@ -76,6 +85,13 @@ class Bernoulli(Family):
 
     def unflatten(self, vector: np.ndarray, like: BernoulliParams) -> BernoulliParams:
         return BernoulliParams(self._clip(expit(vector)).reshape(like.probabilities.shape))
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, BernoulliParams, self)
+        what = label("probabilities")
+        p = check_parameter(params.probabilities, what, (n_components, n_features), positive=True)
+        if np.any(p >= 1.0):
+            raise InputError(f"{what} must lie strictly between 0 and 1")
 
     def describe(self, params: BernoulliParams) -> dict[str, np.ndarray]:
         return {"probabilities": params.probabilities}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from emkit._validation import InputError
-from emkit.families.base import Family, column_label
+from emkit.families.base import Family, check_probability_rows, column_label, expect_params
 from emkit.families.missing_cells import is_missing, missing_weights, split_missing
 
 TINY = 1e-300  # unflatten's floor: every vector maps to finite log-probabilities
@@ -297,6 +297,20 @@ class Categorical(Family):
         tables = [softmax_rows(logits[:, a:b]) for a, b in zip(offsets[:-1], offsets[1:],
                                                                 strict=True)]
         return CategoricalParams(np.concatenate(tables, axis=1))
+
+    def check_configuration(self, n_features: int) -> None:
+        if self.categories is None or len(self.categories) != n_features:
+            given = None if self.categories is None else len(self.categories)
+            raise InputError(
+                f"the categorical family has categories for {given} columns, the model "
+                f"{n_features}"
+            )
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, CategoricalParams, self)
+        self.check_configuration(n_features)
+        shape = (n_components, int(self.offsets[-1]))
+        check_probability_rows(params.probabilities, label("probabilities"), shape, self.offsets)
 
     def describe(self, params: CategoricalParams) -> dict[str, np.ndarray]:
         """``probabilities``: ``(K, D, max_j C_j)``, zero beyond column j's ``C_j`` categories."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from emkit._validation import InputError, check_finite, check_positive, real_array
 from emkit.families._mixture_kernels import full_rows, normalize_rows
 
 
@@ -50,6 +51,18 @@ def _triangular_precision_cholesky(cov: np.ndarray, component: int | None) -> np
                 _triangular_precision_cholesky(c, k)
         raise _not_pd(component) from None
     return np.swapaxes(np.linalg.inv(chol), -1, -2)
+
+
+def check_factor_matrices(pc: np.ndarray, what: str) -> None:
+    """Upper-triangular ``(…, D, D)`` factors with a positive diagonal (the strict lower
+    triangle zero up to rounding of the inversion that made them)."""
+    check_finite(pc, what)
+    diagonal = np.diagonal(pc, axis1=-2, axis2=-1)
+    if not np.all(diagonal > 0):
+        raise InputError(f"{what} must have a positive diagonal (Cholesky factors)")
+    scale = np.abs(pc).max(axis=(-2, -1), keepdims=True)
+    if np.any(np.abs(np.tril(pc, -1)) > 1e-8 * scale):
+        raise InputError(f"{what} must be upper triangular (Cholesky factors of precisions)")
 
 
 def _upper_to_vector(L: np.ndarray) -> np.ndarray:
@@ -160,6 +173,11 @@ class CovarianceStructure(ABC):
     def take(self, pc: np.ndarray, index: np.ndarray) -> np.ndarray:
         """The factors of components ``index`` (in that order), in this structure's shape."""
         return pc[np.asarray(index, dtype=np.intp)]
+
+    def check_factors(self, pc: Any, K: int, D: int, what: str) -> None:
+        """``InputError`` unless ``pc`` are precision Cholesky factors of K components on D
+        features in this structure's shape: finite, upper triangular, positive diagonal."""
+        check_factor_matrices(real_array(pc, what, self.shape(K, D)), what)
 
     def within_groups(self, group_size: int) -> CovarianceStructure:
         """This structure for components in groups of ``group_size`` consecutive ones, sharing
@@ -509,6 +527,10 @@ class Diag(CovarianceStructure):
 
     def moment_slot(self, second, k):
         return second[k]
+
+    def check_factors(self, pc, K, D, what):
+        """Diagonal factors: positive entries ``1/σ``."""
+        check_positive(real_array(pc, what, self.shape(K, D)), what)
 
 
 class Spherical(Diag):

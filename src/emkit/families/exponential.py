@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.base import Family, check_parameter, expect_params, reject_values, safe_divide
 from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 LOG_BOUND = 300.0  # unflatten keeps exp(±LOG_BOUND): every vector maps to finite parameters
@@ -77,6 +77,10 @@ class Exponential(Family):
     def unflatten(self, vector: np.ndarray, like: ExponentialParams) -> ExponentialParams:
         rates = np.exp(np.clip(vector, -LOG_BOUND, LOG_BOUND))
         return ExponentialParams(rates.reshape(like.rates.shape))
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, ExponentialParams, self)
+        check_parameter(params.rates, label("rates"), (n_components, n_features), positive=True)
 
     def describe(self, params: ExponentialParams) -> dict[str, np.ndarray]:
         return {"rates": params.rates}

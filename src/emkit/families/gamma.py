@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.special import digamma, gammaln, polygamma
 
-from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.base import Family, check_parameter, expect_params, reject_values, safe_divide
 from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 LOG_BOUND = 300.0
@@ -157,6 +157,12 @@ class Gamma(Family):
                          self.max_shape)
         rates = np.exp(np.clip(vector[half:], -LOG_BOUND, LOG_BOUND))
         return GammaParams(shapes.reshape(shape), rates.reshape(shape))
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, GammaParams, self)
+        for name in ("shapes", "rates"):
+            value = getattr(params, name)
+            check_parameter(value, label(name), (n_components, n_features), positive=True)
 
     def describe(self, params: GammaParams) -> dict[str, np.ndarray]:
         return {"shapes": params.shapes, "rates": params.rates}

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from emkit.families.base import Family, reject_values
+from emkit.families.base import Family, check_origin, check_parameter, expect_params, reject_values
 from emkit.families.covariance import CovarianceStructure, covariance_structure
 from emkit.families.missing_cells import (
     conditional_sums,
@@ -243,6 +243,14 @@ class Gaussian(Family):
             means=vector[: K * D].reshape(K, D),
             precisions_cholesky=self.covariance.unflatten(factors, K, D),
         )
+
+    def check_params(self, params, n_components, n_features, label=str):
+        """Means ``(K, D)``, and factors in the structure's shape (its ``check_factors``)."""
+        expect_params(params, GaussianParams, self)
+        check_parameter(params.means, label("means"), (n_components, n_features))
+        what = label("precisions_cholesky")
+        self.covariance.check_factors(params.precisions_cholesky, n_components, n_features, what)
+        check_origin(self.origin, n_features, self)
 
     def describe(self, params: GaussianParams) -> dict[str, np.ndarray]:
         return {

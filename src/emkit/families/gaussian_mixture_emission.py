@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from emkit.families.base import EPS, Family
+from emkit._validation import InputError
+from emkit.families.base import EPS, Family, check_parameter, expect_params
 from emkit.families.covariance import CovarianceStructure, GroupTied, covariance_structure
 from emkit.families.gaussian import Gaussian, GaussianParams
 
@@ -289,6 +290,16 @@ class GaussianMixtureEmission(Family):
         return GaussianMixtureEmissionParams(
             weights, self.gaussian.unflatten(vector[K * M :], like.gaussian)
         )
+
+    def check_params(self, params, n_components, n_features, label=str):
+        """Weights ``(K, M)`` (rows: probabilities, zeros allowed), the ``K·M`` inner Gaussians
+        by the Gaussian family's check."""
+        expect_params(params, GaussianMixtureEmissionParams, self)
+        K, M = n_components, self.n_mix
+        weights = check_parameter(params.weights, label("weights"), (K, M))
+        if np.any(weights < 0) or np.any(np.abs(weights.sum(axis=1) - 1.0) > 1e-6):
+            raise InputError(f"{label('weights')} must be non-negative rows summing to 1")
+        self.gaussian.check_params(params.gaussian, K * M, n_features, label)
 
     def describe(self, params: GaussianMixtureEmissionParams) -> dict[str, np.ndarray]:
         """``weights`` ``(K, M)``, ``means`` ``(K, M, D)``, ``covariances`` and

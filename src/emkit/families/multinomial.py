@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
-from emkit.families.base import Family, reject_values
+from emkit.families.base import Family, check_probability_rows, expect_params, reject_values
 from emkit.families.categorical import project_simplex_floor, softmax_rows
 
 
@@ -105,6 +105,11 @@ class Multinomial(Family):
     def unflatten(self, vector: np.ndarray, like: MultinomialParams) -> MultinomialParams:
         logits = np.asarray(vector, dtype=np.float64).reshape(like.probabilities.shape)
         return MultinomialParams(softmax_rows(logits))
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, MultinomialParams, self)
+        shape = (n_components, n_features)
+        check_probability_rows(params.probabilities, label("probabilities"), shape)
 
     def describe(self, params: MultinomialParams) -> dict[str, np.ndarray]:
         return {"probabilities": params.probabilities}

@@ -15,7 +15,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from emkit.families.base import Family, reject_values, safe_divide
+from emkit.families.base import (
+    Family,
+    check_origin,
+    check_parameter,
+    expect_params,
+    reject_values,
+    safe_divide,
+)
 from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -128,6 +135,14 @@ class Normal(Family):
         log_var = np.clip(vector[half:].reshape(shape), -LOG_BOUND, LOG_BOUND)
         variances = np.maximum(np.exp(log_var), like.floor)
         return NormalParams(vector[:half].reshape(shape), variances, like.floor)
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, NormalParams, self)
+        means, variances = self._keys
+        shape = (n_components, n_features)
+        check_parameter(params.means, label(means), shape)
+        check_parameter(params.variances, label(variances), shape, positive=True)
+        check_origin(self.origin, n_features, self)
 
     def describe(self, params: NormalParams) -> dict[str, np.ndarray]:
         means, variances = self._keys

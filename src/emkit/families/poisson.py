@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln
 
-from emkit.families.base import Family, column_label, reject_values, safe_divide
+from emkit.families.base import (
+    Family,
+    check_parameter,
+    column_label,
+    expect_params,
+    reject_values,
+    safe_divide,
+)
 from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
 
 
@@ -81,6 +88,10 @@ class Poisson(Family):
     def unflatten(self, vector, like):
         rates = np.exp(np.clip(vector, -300.0, 300.0))  # any vector: finite rates
         return PoissonParams(rates.reshape(like.rates.shape))
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, PoissonParams, self)
+        check_parameter(params.rates, label("rates"), (n_components, n_features), positive=True)
 
     def describe(self, params):
         return {"rates": params.rates}

@@ -245,6 +245,25 @@ class Product(Family):
             start += size
         return tuple(out)
 
+    def check_configuration(self, n_features: int) -> None:
+        if n_features != self.order.size:
+            raise InputError(
+                f"the product family models {self.order.size} columns, not {n_features}"
+            )
+        for _, family, columns, _ in self._parts():
+            family.check_configuration(len(columns))
+
+    def check_params(self, params, n_components, n_features, label=str):
+        """Each block's parameters by its family, named ``{prefix}_{field}``."""
+        if not isinstance(params, tuple) or len(params) != len(self.blocks):
+            raise InputError(f"a product family's parameters are a tuple of {len(self.blocks)}")
+        self.check_configuration(n_features)
+        for b, family, columns, _ in self._parts():
+            prefix = self.prefixes[b]
+            family.check_params(
+                params[b], n_components, len(columns), lambda f, p=prefix: label(f"{p}_{f}")
+            )
+
     def describe(self, params: tuple) -> dict[str, np.ndarray]:
         """Each block's arrays, named ``{family}_{name}`` (``{family}{b}_{name}`` when a family
         appears in several blocks)."""

@@ -36,8 +36,16 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
-from emkit.families.base import EPS, Family, reject_values
-from emkit.families.covariance import Full
+from emkit._validation import real_array
+from emkit.families.base import (
+    EPS,
+    Family,
+    check_origin,
+    check_parameter,
+    expect_params,
+    reject_values,
+)
+from emkit.families.covariance import Full, check_factor_matrices
 from emkit.families.missing_cells import gaussian_patterns, incomplete_rows
 
 _FULL = Full()
@@ -331,6 +339,15 @@ class StudentT(Family):
             lo, hi = np.log(self.dof_bounds)
             dof = np.exp(np.clip(vector[K * D + n_chol :], lo, hi))
         return StudentTParams(means, pc, dof)
+
+    def check_params(self, params, n_components, n_features, label=str):
+        expect_params(params, StudentTParams, self)
+        K, D = n_components, n_features
+        check_parameter(params.means, label("means"), (K, D))
+        what = label("precisions_cholesky")
+        check_factor_matrices(real_array(params.precisions_cholesky, what, (K, D, D)), what)
+        check_parameter(params.dof, label("dof"), (K,), positive=True)
+        check_origin(self.origin, D, self)
 
     def describe(self, params: StudentTParams) -> dict[str, np.ndarray]:
         return {

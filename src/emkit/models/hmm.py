@@ -115,7 +115,7 @@ class ProbabilityError(ValueError):
 
 def check_probabilities(p: Any, shape: tuple[int, ...], what: str, atol: float = 1e-6):
     """``p`` as float64 of ``shape``, finite, non-negative, rows summing to one (renormalised)."""
-    p = real_array(p, what).copy()
+    p = real_array(p, what).astype(np.float64)
     if p.shape != shape:
         raise ProbabilityError(f"{what} must have shape {shape}, got {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
