@@ -153,3 +153,145 @@ def test_other_zip_given_as_data(tmp_path):
         zf.writestr("data.csv", "x\n1\n")
     with pytest.raises(InputError, match="is a zip archive.*unzip it"):
         read_table(path)
+
+
+# --- writing -------------------------------------------------------------------------------------
+def test_write_through_a_symlink_keeps_the_link(tmp_path):
+    target = tmp_path / "real.emk"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.emk"
+    link.symlink_to(target.name)  # relative, as `ln -s real.emk link.emk` makes it
+    emkit.io.atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and os.readlink(link) == "real.emk"
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "m.emk"
+    link.symlink_to(tmp_path / "sub" / "target.emk")
+    emkit.save(GaussianMixture(1).fit(load_faithful().data), link)
+    assert link.is_symlink() and (tmp_path / "sub" / "target.emk").is_file()
+    emkit.load(link)
+
+
+def test_regular_file_is_still_replaced_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"keep me")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        emkit.io.atomic_write_bytes(path, b"half")
+    assert path.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+@needs_fifo
+def test_fifo_gets_the_bytes_and_stays_a_fifo(tmp_path):
+    import stat
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    thread = drain_fifo(fifo, got)
+    emkit.io.atomic_write_bytes(fifo, b"x" * 200_000)  # more than a pipe buffer
+    thread.join(5)
+    assert got == [b"x" * 200_000]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@needs_fifo
+def test_cli_writes_predictions_into_a_fifo(runner, model, data, tmp_path):
+    fifo = tmp_path / "labels.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    thread = drain_fifo(fifo, got)
+    result = runner.invoke(main, ["predict", str(model), str(data), "-o", str(fifo)])
+    thread.join(5)
+    assert result.exit_code == 0, result.output
+    assert got[0].startswith(b"component\n") and got[0].count(b"\n") == 273
+
+
+def test_dev_null_stays_a_device(runner, data):
+    import stat
+
+    if not os.access("/dev/null", os.W_OK):
+        pytest.skip("/dev/null is not writable here")
+    result = runner.invoke(main, ["fit", "gmm", str(data), "-k", "1", "-q",
+                                  "-o", "/dev/null", "--plot", "/dev/null"])
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_dash_writes_the_model_to_stdout_and_the_summary_to_stderr(runner, data, tmp_path):
+    result = runner.invoke(main, ["fit", "gmm", str(data), "-k", "2", "--seed", "0", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes.startswith(b"PK\x03\x04")
+    assert "log-likelihood" in result.stderr
+    (tmp_path / "piped.emk").write_bytes(result.stdout_bytes)
+    assert emkit.load(tmp_path / "piped.emk").n_components == 2
+    assert not Path("-").exists()
+
+
+def test_dash_writes_csv_and_png_outputs_to_stdout(runner, model, data):
+    result = runner.invoke(main, ["predict", str(model), str(data), "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("component\n") and result.stdout.count("\n") == 273
+    result = runner.invoke(main, ["fit", "gmm", str(data), "-k", "2", "-q", "--plot", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes.startswith(PNG)
+
+
+# --- outputs that are inputs ---------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_output_that_is_the_data_is_refused(runner, data, model, tmp_path, how):
+    before = data.read_bytes()
+    out = data
+    if how == "symlink":
+        out = tmp_path / "link.csv"
+        out.symlink_to(data)
+    elif how == "hardlink":
+        out = tmp_path / "hard.csv"
+        os.link(data, out)
+    commands = [
+        ["fit", "gmm", str(data), "-k", "1", "-o", str(out)],
+        ["fit", "gmm", str(data), "-k", "1", "--plot", str(out)],
+        ["fit", "mixture", str(data), "--family", "poisson", "-k", "1", "-o", str(out)],
+        ["fit", "hmm", str(data), "--states", "1", "-o", str(out)],
+        ["select", str(data), "--k", "1", "-o", str(out)],
+        ["predict", str(model), str(data), "-o", str(out)],
+        ["detect", str(model), str(data), "-o", str(out)],
+        ["impute", str(data), "-o", str(out)],
+        ["impute", str(data), "-o", str(tmp_path / "filled.csv"), "--save", str(out)],
+        ["regimes", str(data), "--column", "waiting", "--plot", str(out)],
+    ]
+    for args in commands:
+        result = runner.invoke(main, args)
+        assert_user_error(result, f"is the same file as DATA {data}", str(out), "--force")
+        assert data.read_bytes() == before, args
+
+
+def test_output_that_is_the_model_is_refused(runner, model, data):
+    before = model.read_bytes()
+    assert_user_error(runner.invoke(main, ["predict", str(model), str(data), "-o", str(model)]),
+                      f"-o/--output {model} is the same file as MODEL {model}")
+    assert model.read_bytes() == before
+
+
+def test_force_replaces_the_input_on_request(runner, model, data):
+    result = runner.invoke(main, ["predict", str(model), str(data), "-o", str(data), "--force"])
+    assert result.exit_code == 0, result.output
+    assert data.read_text().startswith("component\n")
+
+
+def test_two_outputs_in_one_file_are_refused(runner, data, tmp_path):
+    out = tmp_path / "both"
+    assert_user_error(runner.invoke(main, ["fit", "gmm", str(data), "-k", "1", "-o", str(out),
+                                           "--plot", str(out)]),
+                      "-o/--output and --plot are the same file")
+    assert_user_error(runner.invoke(main, ["fit", "gmm", str(data), "-k", "1", "-o", "-",
+                                           "--plot", "-"]), "are the same file (-)")
+    assert not out.exists()
