@@ -13,7 +13,10 @@ from rich.text import Text
 from emkit._validation import InputError
 from emkit.cli._common import (
     _COVARIANCES,
+    _check_outputs,
+    _echo,
     _family_choices,
+    _force_option,
     _print_note,
     _read_data,
     _reported_warnings,
@@ -80,6 +83,7 @@ def _parse_names(value: str | None, option: str, allowed: Sequence[str]) -> list
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the chosen model here (.emk).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the chosen model.")
+@_force_option
 def select_command(
     data: Path,
     ks: str,
@@ -95,6 +99,7 @@ def select_command(
     plot_path: Path | None,
     output: Path | None,
     quiet: bool,
+    force: bool,
 ) -> None:
     """Fit mixtures over K × covariance structure (× family) and compare BIC, AIC and ICL.
 
@@ -103,6 +108,7 @@ def select_command(
     """
     from emkit.select import select
 
+    _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
     k_values = _parse_ks(ks)
     family_names = _parse_names(families, "--family", _family_choices())
     structures = _parse_names(covariance, "--covariance", _COVARIANCES)
@@ -134,7 +140,7 @@ def select_command(
                     out.print(Text(f"note: {row.label}: {row.note}", style="yellow"),
                               soft_wrap=True)
         else:
-            click.echo(result.to_text())  # plain text: never truncated, fine in a pipe
+            _echo(result.to_text())  # plain text: never truncated, fine in a pipe
     if plot_path is not None:
         from emkit.plotting import new_figure, save_figure
 
