@@ -101,6 +101,19 @@ def _check_outputs(
         click.get_current_context().meta[_STDOUT_TAKEN] = True
 
 
+def _check_components(
+    option: str, k: int, n_rows: int, data: Path, value: str | None = None
+) -> None:
+    """Refuse, before any fit, more components ``k`` (``option``'s largest, given as ``value``)
+    than DATA has rows."""
+    if k > n_rows:
+        raise InputError(
+            f"{option} {value or k} asks for {k} components but {data} has {n_rows} data "
+            f"row(s): a mixture needs at least one row per component, so K can be at most "
+            f"{n_rows}"
+        )
+
+
 def _split_columns(value: str | None) -> list[str] | None:
     if value is None:
         return None

@@ -10,6 +10,7 @@ from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
     _COVARIANCES,
+    _check_components,
     _check_outputs,
     _family_choices,
     _fit_progress,
@@ -89,6 +90,7 @@ def fit_gmm(
     """Fit a Gaussian mixture to the numeric columns of DATA."""
     _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
     X, names = read_table(data, _split_columns(columns))
+    _check_components("-k", n_components, X.shape[0], data)
     if not quiet:
         _print_note(_marginalised_note(X))
     estimator = GaussianMixture(
@@ -176,6 +178,7 @@ def fit_mixture(
     marginalise = make_family(family).handles_missing
     table = _read_data(data, columns, weights, text, drop_missing, marginalise)
     X, names, w, note = table.X, table.names, table.weights, table.note
+    _check_components("-k", n_components, X.shape[0], data)
     if plot_path is not None and text and X.shape[1] > 1:
         raise InputError("--plot draws one categorical column; select it with --columns")
     _print_note(note)

@@ -15,6 +15,7 @@ from emkit._files import is_stdout
 from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
+    _check_components,
     _check_outputs,
     _force_option,
     _reported_warnings,
@@ -98,6 +99,8 @@ def impute(data: Path, output: Path, model: str, components: int, multiple: int 
         del imputer.feature_names_in_  # columns selected by name above; the array by position
     else:
         X, names = read_table(data, _split_columns(columns))
+        if model == "gmm":
+            _check_components("-k", components, X.shape[0], data)
     X = np.asarray(X, dtype=np.float64)
     _stdout().print(_pattern_table(X, names))
     if imputer_path is None:
