@@ -295,3 +295,68 @@ def test_two_outputs_in_one_file_are_refused(runner, data, tmp_path):
     assert_user_error(runner.invoke(main, ["fit", "gmm", str(data), "-k", "1", "-o", "-",
                                            "--plot", "-"]), "are the same file (-)")
     assert not out.exists()
+
+
+# --- K beyond the rows ---------------------------------------------------------------------------
+def test_select_refuses_k_beyond_the_rows_before_fitting(runner, data):
+    import time
+
+    start = time.perf_counter()
+    result = runner.invoke(main, ["select", str(data), "--k", "1-1000000000000"])
+    assert time.perf_counter() - start < 30
+    assert_user_error(result, "--k 1-1000000000000", "1000000000000 components",
+                      "272 data row(s)", "K can be at most 272")
+
+
+@pytest.mark.parametrize("args", [
+    ["fit", "gmm", "{data}", "-k", "273"],
+    ["fit", "mixture", "{data}", "--family", "poisson", "-k", "1000000"],
+    ["impute", "{data}", "--model", "gmm", "-k", "1000000", "-o", "{out}"],
+])
+def test_fits_refuse_more_components_than_rows(runner, data, tmp_path, args):
+    args = [a.format(data=data, out=tmp_path / "out.csv") for a in args]
+    result = runner.invoke(main, args)
+    assert_user_error(result, "-k ", "272 data row(s)", "K can be at most 272")
+    assert result.stdout == ""  # refused before any summary
+
+
+def test_fit_hmm_refuses_more_states_than_rows(runner, data):
+    assert_user_error(runner.invoke(main, ["fit", "hmm", str(data), "--states", "1000000"]),
+                      "--states 1000000", "272")
+
+
+def test_library_select_bounds_k_by_the_rows():
+    X = load_faithful().data
+    with pytest.raises(InputError, match="n_components goes up to 10000000000 but X has 272"):
+        emkit.select(X, n_components=range(1, 10**10 + 1))
+    with pytest.raises(ValueError, match="K can be at most 272"):
+        emkit.select(X, n_components=[2, 273])
+
+
+# --- all candidates degenerate -------------------------------------------------------------------
+def test_library_select_on_identical_rows_raises_with_the_table():
+    from emkit.select import DegenerateSelectionError
+
+    X = np.tile([1.0, 2.0], (30, 1))
+    with pytest.raises(DegenerateSelectionError, match="every candidate model is degenerate") \
+            as caught:
+        emkit.select(X, n_components=[1, 2], covariance_types=["full", "spherical"],
+                     random_state=0)
+    assert isinstance(caught.value, ValueError)
+    result = caught.value.result
+    assert all(row.degenerate for row in result.rows)
+    assert "no model chosen" in result.to_text() and "*" not in result.to_text()
+    with pytest.raises(DegenerateSelectionError):
+        result.best  # noqa: B018 - a degenerate best is never handed out
+
+
+def test_cli_select_on_identical_rows_prints_the_table_and_exits_2(runner, tmp_path):
+    path = tmp_path / "same.csv"
+    path.write_text("x,y\n" + "1,2\n" * 30)
+    result = runner.invoke(main, ["select", str(path), "--k", "1-2", "--covariance", "full"])
+    assert_user_error(result, "same.csv: every candidate model is degenerate")
+    assert "no model chosen" in result.stdout
+    result = runner.invoke(main, ["select", str(path), "--k", "1", "-q", "--covariance", "full",
+                                  "-o", str(tmp_path / "m.emk")])
+    assert_user_error(result, "degenerate")
+    assert not (tmp_path / "m.emk").exists()
