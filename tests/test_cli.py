@@ -191,7 +191,7 @@ def test_too_many_components_is_a_user_error(runner, tmp_path):
     data = tmp_path / "tiny.csv"
     data.write_text("a\n1\n2\n")
     result = runner.invoke(main, ["fit", "gmm", str(data), "-k", "5"])
-    assert_user_error(result, "n_components=5", "reduce n_components")
+    assert_user_error(result, "-k 5 asks for 5 components", "2 data row(s)", "at most 2")
 
 
 def test_predict_checks_the_feature_count_of_unnamed_models(runner, tmp_path):

@@ -6,14 +6,22 @@ cells numpy cannot (empty cells, ``NA``, quoted numbers) or to raise an error th
 column, the line and the value at fault.  Text mode (``text=True``, for families of categorical
 data) keeps strings: an object array whose numeric columns hold floats and whose other columns
 hold the cells' text.
+
+A file that cannot be read twice (a named pipe, bash's ``<(command)``, a device) is read once
+into memory and parsed from there; every later read of the same stream in this process gets
+those bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import os
+import stat
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,10 @@ from emkit._validation import InputError, NonNumericError
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _PARQUET_MAGIC = b"PAR1"
+_ZIP_MAGIC = b"PK\x03\x04"
+_ENCODING = "utf-8-sig"
+# Bytes of the streams read so far (pipes, devices), by (path, device, inode): read once.
+_STREAMS: dict[tuple[str, int, int], bytes] = {}
 # Cells read as missing (NaN), compared case-insensitively after stripping blanks.
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 # In text columns fewer tokens mean missing: "None" or "null" can be answers (MASS survey).
@@ -49,7 +61,7 @@ def read_table(
         raise FileNotFoundError(f"no data file at {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a data file")
-    if path.stat().st_size == 0:
+    if _size(path) == 0:
         raise InputError(f"{path} is empty: expected a header row and at least one data row")
     if columns is not None:
         columns = [str(c) for c in columns]
@@ -58,18 +70,94 @@ def read_table(
         duplicated = sorted({c for c in columns if columns.count(c) > 1})
         if duplicated:
             raise InputError(f"column(s) selected twice: {', '.join(map(repr, duplicated))}")
-    if _is_parquet(path):
+    head = _head(path)
+    if head == _ZIP_MAGIC:
+        raise _zip_error(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES or head == _PARQUET_MAGIC:
         return _read_parquet(path, columns, text)
-    if text:
-        return _read_csv_text(path, columns)
-    return _read_csv(path, columns)
+    try:
+        if text:
+            return _read_csv_text(path, columns)
+        return _read_csv(path, columns)
+    except UnicodeDecodeError:
+        raise _encoding_error(path) from None
 
 
-def _is_parquet(path: Path) -> bool:
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        return True
+# --- the bytes of a file -------------------------------------------------------------------------
+def _stream_bytes(path: Path) -> bytes | None:
+    """The whole content of a file that is not a regular file (a pipe, ``<(command)``, a
+    device), read once and kept; None for a regular file (read from disk as needed)."""
+    st = path.stat()
+    if stat.S_ISREG(st.st_mode):
+        return None
+    key = (str(path), st.st_dev, st.st_ino)
+    if key not in _STREAMS:
+        with open(path, "rb") as fh:
+            _STREAMS[key] = fh.read()
+    return _STREAMS[key]
+
+
+def _size(path: Path) -> int:
+    data = _stream_bytes(path)
+    return path.stat().st_size if data is None else len(data)
+
+
+def _head(path: Path, n: int = 4) -> bytes:
+    data = _stream_bytes(path)
+    if data is not None:
+        return data[:n]
     with open(path, "rb") as fh:
-        return fh.read(4) == _PARQUET_MAGIC
+        return fh.read(n)
+
+
+def _binary(path: Path) -> Any:
+    """What readers that take a path or a binary file get: the path, or the stream's bytes."""
+    data = _stream_bytes(path)
+    return path if data is None else io.BytesIO(data)
+
+
+@contextlib.contextmanager
+def _text(path: Path) -> Iterator[Any]:
+    """The file as UTF-8 text (a leading byte-order mark skipped), for :mod:`csv` (no newline
+    translation)."""
+    data = _stream_bytes(path)
+    if data is None:
+        with open(path, newline="", encoding=_ENCODING) as fh:
+            yield fh
+    else:
+        yield io.StringIO(data.decode(_ENCODING), newline="")
+
+
+def _encoding_error(path: Path) -> InputError:
+    """Where the file stops being UTF-8 (byte offset and line), and how to convert it."""
+    data = _stream_bytes(path)
+    if data is None:
+        data = path.read_bytes()
+    where = ""
+    try:
+        data.decode("utf-8")  # not utf-8-sig: offsets count a byte-order mark too
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f" (byte offset {exc.start}, line {line}: {data[exc.start:exc.start + 1]!r})"
+    return InputError(
+        f"{path} is not UTF-8 text{where}: emkit reads UTF-8 CSV files; re-save it as UTF-8 "
+        f"(e.g. iconv -f latin1 -t utf-8 {path} > utf8.csv, or \"CSV UTF-8\" in a spreadsheet)"
+    )
+
+
+def _zip_error(path: Path) -> InputError:
+    try:
+        with zipfile.ZipFile(_binary(path)) as zf:
+            model = "model.json" in zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        model = False
+    if model:
+        return InputError(
+            f"{path} is an emkit model file, not a data table (CSV or Parquet): model files are "
+            "read by `emkit predict MODEL DATA`, `emkit detect MODEL DATA` and `emkit info MODEL`"
+        )
+    return InputError(f"{path} is a zip archive, not a CSV or Parquet file: unzip it and give "
+                      "the data file inside")
 
 
 def _select(path: Path, names: list[str], columns: list[str] | None) -> list[int]:
@@ -86,7 +174,7 @@ def _select(path: Path, names: list[str], columns: list[str] | None) -> list[int
 
 # --- CSV -----------------------------------------------------------------------------------------
 def _read_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with _text(path) as fh:
         reader = csv.reader(fh)
         for row in reader:
             if any(cell.strip() for cell in row):
@@ -112,16 +200,16 @@ def _read_csv(path: Path, columns: list[str] | None) -> tuple[np.ndarray, list[s
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            X = np.loadtxt(
-                path,
-                delimiter=",",
-                skiprows=1,
-                ndmin=2,
-                dtype=np.float64,
-                comments=None,
-                quotechar='"',
-                encoding="utf-8-sig",
-            )
+            with _text(path) as fh:
+                X = np.loadtxt(
+                    fh,
+                    delimiter=",",
+                    skiprows=1,
+                    ndmin=2,
+                    dtype=np.float64,
+                    comments=None,
+                    quotechar='"',
+                )
     except ValueError:
         X = None  # empty cells, text, ragged rows: the row-by-row scan reads or explains
     if X is not None and X.shape[1] == len(names) and X.shape[0] > 0:
@@ -143,7 +231,7 @@ def _parse(cell: str) -> float | None:
 def _data_rows(path: Path, names: list[str]) -> Iterator[tuple[int, list[str]]]:
     """``(line number, cells)`` of every data row; a ragged row is an error naming its line."""
     width = len(names)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with _text(path) as fh:
         reader = csv.reader(fh)
         header_seen = False
         for row in reader:
@@ -240,13 +328,13 @@ def _read_parquet(
             f"reading {path} needs pyarrow: install emkit[parquet] (pip install 'emkit[parquet]')"
         ) from None
     try:
-        schema = pq.read_schema(path)
+        schema = pq.read_schema(_binary(path))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{path} is not a readable Parquet file ({exc})") from None
     names = [str(n) for n in schema.names]
     index = _select(path, names, columns)
     selected = [names[j] for j in index]
-    table = pq.read_table(path, columns=selected)
+    table = pq.read_table(_binary(path), columns=selected)
     if table.num_rows == 0:
         raise InputError(f"{path} has columns ({', '.join(names)}) but no rows: nothing to fit")
     out = np.empty((table.num_rows, len(selected)), dtype=object if text else np.float64)

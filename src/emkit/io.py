@@ -1,7 +1,8 @@
 """Save and load fitted estimators: a zip of ``model.json`` (header) and ``.npy`` arrays.
 
 No pickle is written or read (``allow_pickle=False``); files are written to a temporary file in
-the target folder and moved into place, so a crash never leaves a half-written model.
+the target folder and moved into place, so a crash never leaves a half-written model (see
+:func:`atomic_write_bytes` for links, devices, pipes and ``-``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from emkit._files import write_bytes
 
 FORMAT = "emkit-model"
 FORMAT_VERSION = 1
@@ -92,23 +94,10 @@ def _split_state(estimator: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600: give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``payload`` to ``path`` without a half-written state: atomically for a regular
+    file (temporary file in its folder, fsync, rename), through a symbolic link to its target
+    (the link is kept), directly to a device or a pipe, and ``-`` to standard output."""
+    write_bytes(path, payload)
 
 
 def save(estimator: Any, path: str | os.PathLike) -> Path:

@@ -33,7 +33,23 @@ from emkit.families.covariance import covariance_structure
 CRITERIA = ("bic", "aic", "icl")
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
-__all__ = ["CRITERIA", "SelectionResult", "SelectionRow", "information_criteria", "select"]
+__all__ = [
+    "CRITERIA",
+    "DegenerateSelectionError",
+    "SelectionResult",
+    "SelectionRow",
+    "information_criteria",
+    "select",
+]
+
+
+class DegenerateSelectionError(InputError):
+    """Every fitted candidate is degenerate, so there is no model to choose; the fitted table
+    is in :attr:`result` (its rows and estimators, to inspect)."""
+
+    def __init__(self, message: str, result: SelectionResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,22 @@ class SelectionResult:
 
     @property
     def best_index(self) -> int:
-        return self.ranking(self.criterion)[0]
+        """Index of the winning row; :class:`DegenerateSelectionError` if every fitted
+        candidate is degenerate (a degenerate fit is never the best)."""
+        chosen = self._chosen()
+        if chosen is None:
+            raise DegenerateSelectionError(
+                "every candidate model is degenerate: each fit has a component whose covariance "
+                "collapsed to the reg_covar floor (its likelihood is unbounded), so none can be "
+                "chosen; the data look constant or have fewer distinct rows than K needs: check "
+                "for constant columns and duplicated rows (or fit a family without covariances)",
+                self,
+            )
+        return chosen
+
+    def _chosen(self) -> int | None:
+        ranked = self.ranking(self.criterion)
+        return ranked[0] if ranked and not self.rows[ranked[0]].degenerate else None
 
     @property
     def best(self) -> SelectionRow:
@@ -108,7 +139,7 @@ class SelectionResult:
 
     def ranking(self, criterion: str | None = None) -> list[int]:
         """Indices of the successful rows, best (lowest criterion) first; ties keep fit order.
-        Degenerate fits come last (they win only if nothing else was fitted)."""
+        Degenerate fits come last (and are never :attr:`best`)."""
         key = _check_criterion(criterion or self.criterion)
         ok = [i for i, row in enumerate(self.rows) if row.ok]
         return sorted(ok, key=lambda i: (self.rows[i].degenerate, getattr(self.rows[i], key)))
@@ -143,11 +174,16 @@ class SelectionResult:
         ]
 
     def _caption(self) -> str:
-        best = self.best
+        chosen = self._chosen()
+        if chosen is None:
+            head = "no model chosen: every fitted candidate is degenerate. "
+        else:
+            best = self.rows[chosen]
+            head = (f"best by {self.criterion.upper()}: {best.model} {best.label} "
+                    f"({self.criterion.upper()} {getattr(best, self.criterion):.3f}). ")
         return (
-            f"best by {self.criterion.upper()}: {best.model} {best.label} "
-            f"({self.criterion.upper()} {getattr(best, self.criterion):.3f}). "
-            "BIC = −2ℓ + p·ln n, AIC = −2ℓ + 2p, ICL = BIC + 2·entropy: lower is better; "
+            head
+            + "BIC = −2ℓ + p·ln n, AIC = −2ℓ + 2p, ICL = BIC + 2·entropy: lower is better; "
             "mclust BIC = 2ℓ − p·ln n: higher is better."
         )
 
@@ -156,7 +192,7 @@ class SelectionResult:
         the winner and the sign convention."""
         headers = list(_HEADERS.values())
         body = [self._cells(row) for row in self.rows]
-        best = self.best_index
+        best = self._chosen()
         widths = [max(len(h), *(len(r[j]) for r in body)) for j, h in enumerate(headers)]
         left = {0, 2}
 
@@ -187,7 +223,7 @@ class SelectionResult:
                       caption=self._caption(), caption_justify="left")
         for j, header in enumerate(_HEADERS.values()):
             table.add_column(header, justify="left" if j in (0, 2) else "right")
-        best = self.best_index
+        best = self._chosen()
         for i, row in enumerate(self.rows):
             style = "bold green" if i == best else "dim" if row.degenerate or not row.ok else None
             table.add_row(*self._cells(row), style=style)
@@ -229,7 +265,9 @@ def select(
     one feature, full, diag and spherical are the same model (mclust's "V") and only the first
     of them given is fitted; tied is mclust's "E".  A Gaussian fit with a component collapsed
     onto too few rows (covariance at the ``reg_covar`` floor: unbounded likelihood) is marked
-    ``degenerate`` and not chosen.  ``progress(i, total, row)`` is called after each fit.
+    ``degenerate`` and not chosen; if every fitted candidate is degenerate (constant data, too
+    few distinct rows) :class:`DegenerateSelectionError` is raised, with the table as its
+    ``result``.  ``progress(i, total, row)`` is called after each fit.
     Criteria of a density (continuous data) and of a probability mass (counts, categories)
     are not comparable with each other: compare families of the same kind.
 
@@ -239,7 +277,7 @@ def select(
     ('tied', 3)
     """
     criterion = _check_criterion(criterion)
-    ks = _check_ks(n_components)
+    ks = _check_ks(n_components, _n_rows(X))
     structures = _distinct_structures(
         [covariance_structure(c).name for c in covariance_types], _n_features(X)
     )
@@ -275,6 +313,7 @@ def select(
     if not any(row.ok for row in rows):
         notes = "; ".join(f"{r.label}: {r.note}" for r in rows[:3])
         raise InputError(f"every candidate model failed to fit ({notes})")
+    _ = result.best_index  # DegenerateSelectionError: a degenerate best is never returned
     return result
 
 
@@ -394,13 +433,31 @@ def _check_criterion(criterion: str) -> str:
     return key
 
 
-def _check_ks(n_components: Iterable[int]) -> list[int]:
+def _n_rows(X: Any) -> int | None:
+    shape = np.shape(X) if hasattr(X, "shape") else (len(X),) if hasattr(X, "__len__") else ()
+    return int(shape[0]) if shape else None
+
+
+def _check_ks(n_components: Iterable[int], n_rows: int | None = None) -> list[int]:
+    """The distinct K values, each a positive integer and at most ``n_rows`` (checked before a
+    large ``range`` is expanded)."""
+    if isinstance(n_components, range) and len(n_components):
+        _check_k_bound(max(n_components[0], n_components[-1]), n_rows)
     ks = list(n_components) if not isinstance(n_components, (int, np.integer)) else [
         int(n_components)]
     bad = [k for k in ks if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1]
     if not ks or bad:
         raise ValueError(f"n_components must be positive integers, got {ks!r}")
+    _check_k_bound(max(ks), n_rows)
     return sorted({int(k) for k in ks})
+
+
+def _check_k_bound(k: int, n_rows: int | None) -> None:
+    if n_rows is not None and k > n_rows:
+        raise InputError(
+            f"n_components goes up to {k} but X has {n_rows} row(s): a mixture needs at least "
+            f"one row per component, so K can be at most {n_rows}"
+        )
 
 
 def _seeds(random_state: Any):

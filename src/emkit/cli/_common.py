@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,6 +15,7 @@ import numpy as np
 from rich.console import Console
 from rich.text import Text
 
+from emkit._files import is_stdout, same_file
 from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.engine.loop import NumericalError
@@ -31,8 +32,23 @@ EXIT_USER_ERROR = 2
 _COVARIANCES = ("full", "tied", "diag", "spherical")
 
 
+_STDOUT_TAKEN = "emkit.stdout_taken"  # click context meta key: an output is ``-``
+
+
+def _stdout_taken() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and bool(ctx.meta.get(_STDOUT_TAKEN))
+
+
 def _stdout() -> Console:
-    return Console(highlight=False)
+    """The console for summaries: standard output, or standard error when an output file is
+    written there (``-o -``)."""
+    return Console(stderr=_stdout_taken(), highlight=False)
+
+
+def _echo(text: str) -> None:
+    """Plain text on the summary stream (see :func:`_stdout`)."""
+    click.echo(text, err=_stdout_taken())
 
 
 def _stderr() -> Console:
@@ -55,6 +71,47 @@ class _Group(click.Group):
         except USER_ERRORS as exc:
             _error(exc)
             ctx.exit(EXIT_USER_ERROR)
+
+
+_force_option = click.option(
+    "--force", is_flag=True,
+    help="Write an output even where it is the same file as an input (replacing the input).")
+
+
+def _check_outputs(
+    inputs: Mapping[str, Path | None], outputs: Mapping[str, Path | None], force: bool = False
+) -> None:
+    """Refuse, before anything is read or fitted, an output that is the same file as an input
+    (through links; unless ``force``) or as another output; keys are the arguments' names as
+    the user typed them.  An output ``-`` sends the summaries to standard error."""
+    given_in = [(name, path) for name, path in inputs.items() if path is not None]
+    given_out = [(name, path) for name, path in outputs.items() if path is not None]
+    for i, (out_name, out) in enumerate(given_out):
+        for in_name, source in given_in:
+            if not force and same_file(out, source):
+                raise InputError(
+                    f"{out_name} {out} is the same file as {in_name} {source}: writing it would "
+                    "destroy the input; give another output file (or --force to replace it)"
+                )
+        for other_name, other in given_out[:i]:
+            if same_file(out, other):
+                raise InputError(f"{other_name} and {out_name} are the same file ({out}): give "
+                                 "each output its own file")
+    if any(is_stdout(path) for _, path in given_out):
+        click.get_current_context().meta[_STDOUT_TAKEN] = True
+
+
+def _check_components(
+    option: str, k: int, n_rows: int, data: Path, value: str | None = None
+) -> None:
+    """Refuse, before any fit, more components ``k`` (``option``'s largest, given as ``value``)
+    than DATA has rows."""
+    if k > n_rows:
+        raise InputError(
+            f"{option} {value or k} asks for {k} components but {data} has {n_rows} data "
+            f"row(s): a mixture needs at least one row per component, so K can be at most "
+            f"{n_rows}"
+        )
 
 
 def _split_columns(value: str | None) -> list[str] | None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
     _COVARIANCES,
+    _check_components,
+    _check_outputs,
     _family_choices,
     _fit_progress,
+    _force_option,
     _Group,
     _in_file_terms,
     _marginalised_note,
@@ -32,7 +34,6 @@ from emkit.cli._report import (
 from emkit.cli.hmm import fit_hmm
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.families import make_family
-from emkit.io import save
 from emkit.models.gaussian_mixture import INIT_METHODS
 
 _DEFAULTS = GaussianMixture().get_params()
@@ -69,6 +70,7 @@ fit_group.add_command(fit_hmm)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a PNG of the fit here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@_force_option
 def fit_gmm(
     data: Path,
     n_components: int,
@@ -83,9 +85,12 @@ def fit_gmm(
     squarem: bool,
     plot_path: Path | None,
     quiet: bool,
+    force: bool,
 ) -> None:
     """Fit a Gaussian mixture to the numeric columns of DATA."""
+    _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
     X, names = read_table(data, _split_columns(columns))
+    _check_components("-k", n_components, X.shape[0], data)
     if not quiet:
         _print_note(_marginalised_note(X))
     estimator = GaussianMixture(
@@ -109,10 +114,7 @@ def fit_gmm(
         if not quiet:
             out.print(f"plot saved to {plot_path}")
     if output is not None:
-        # Fitted on a plain array; the column names go with the model so `predict` can select
-        # the same columns by name (scikit-learn's attribute for it).
-        estimator.feature_names_in_ = np.asarray(names, dtype=object)
-        save(estimator, output)
+        _save_model(estimator, names, output)
         if not quiet:
             out.print(f"model saved to {output}")
 
@@ -148,6 +150,7 @@ def fit_gmm(
               help="Write a PNG of the fit here (one column: histogram or bar chart with the "
                    "mixture and its components).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@_force_option
 def fit_mixture(
     data: Path,
     family: str,
@@ -165,14 +168,17 @@ def fit_mixture(
     squarem: bool,
     plot_path: Path | None,
     quiet: bool,
+    force: bool,
 ) -> None:
     """Fit a mixture of FAMILY components to the columns of DATA."""
     from emkit.estimators.mixture import MixtureModel
 
+    _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
     text = _text_family([family])
     marginalise = make_family(family).handles_missing
     table = _read_data(data, columns, weights, text, drop_missing, marginalise)
     X, names, w, note = table.X, table.names, table.weights, table.note
+    _check_components("-k", n_components, X.shape[0], data)
     if plot_path is not None and text and X.shape[1] > 1:
         raise InputError("--plot draws one categorical column; select it with --columns")
     _print_note(note)

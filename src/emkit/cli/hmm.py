@@ -20,9 +20,11 @@ from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
     _COVARIANCES,
+    _check_outputs,
     _columns_besides,
     _family_choices,
     _fit_progress,
+    _force_option,
     _in_file_terms,
     _list,
     _missing_cells,
@@ -116,6 +118,7 @@ def _check_rows(X: np.ndarray, data: Path, K: int) -> None:
 @click.option("--left-right", is_flag=True,
               help="Left-right chain: start in state 0, then stay or move one state on.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@_force_option
 def fit_hmm(
     data: Path,
     n_states: int,
@@ -131,11 +134,13 @@ def fit_hmm(
     seed: int | None,
     left_right: bool,
     quiet: bool,
+    force: bool,
 ) -> None:
     """Fit a hidden Markov model to the rows of DATA (in file order) by Baum-Welch.
 
     Missing cells are kept: the model marginalises them (and whole missing rows).
     """
+    _check_outputs({"DATA": data}, {"-o/--output": output}, force)
     gaussian = ("gaussian", "gaussian_mixture")
     if covariance is not None and emission not in gaussian:
         raise InputError("--covariance applies to --emission gaussian or gaussian_mixture, "

@@ -11,9 +11,13 @@ import click
 import numpy as np
 from rich.table import Table
 
+from emkit._files import is_stdout
 from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
+    _check_components,
+    _check_outputs,
+    _force_option,
     _reported_warnings,
     _save_model,
     _split_columns,
@@ -47,6 +51,12 @@ def _table_csv(X: np.ndarray, names: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+def _multiple_paths(output: Path, m: int) -> list[Path]:
+    """``OUTPUT_1.csv`` … ``OUTPUT_m.csv``: where ``--multiple m`` writes its data sets."""
+    return [output.with_name(f"{output.stem}_{i}{output.suffix or '.csv'}")
+            for i in range(1, m + 1)]
+
+
 @click.command("impute")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -62,11 +72,21 @@ def _table_csv(X: np.ndarray, names: Sequence[str]) -> str:
               help="Also save the fitted imputer here (.emk), to fill new files the same way.")
 @click.option("--imputer", "imputer_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Fill with this saved imputer (its columns, by name) instead of fitting one.")
+@_force_option
 def impute(data: Path, output: Path, model: str, components: int, multiple: int | None,
            columns: str | None, seed: int, save_path: Path | None,
-           imputer_path: Path | None) -> None:
+           imputer_path: Path | None, force: bool) -> None:
     """Fill the missing cells of DATA by EM (conditional expectations, or multiple draws)."""
     from emkit.estimators.imputer import EMImputer
+
+    if multiple is not None and is_stdout(output):
+        raise InputError("--multiple writes one file per imputation: give -o a file name, "
+                         "not - (standard output)")
+    completed = {"-o/--output": output} if multiple is None else {
+        f"-o/--output (imputation {i})": path
+        for i, path in enumerate(_multiple_paths(output, multiple), start=1)}
+    _check_outputs({"DATA": data, "--imputer": imputer_path},
+                   {**completed, "--save": save_path}, force)
 
     if imputer_path is not None:
         if multiple is not None or save_path is not None or columns is not None:
@@ -79,6 +99,8 @@ def impute(data: Path, output: Path, model: str, components: int, multiple: int 
         del imputer.feature_names_in_  # columns selected by name above; the array by position
     else:
         X, names = read_table(data, _split_columns(columns))
+        if model == "gmm":
+            _check_components("-k", components, X.shape[0], data)
     X = np.asarray(X, dtype=np.float64)
     _stdout().print(_pattern_table(X, names))
     if imputer_path is None:
@@ -95,7 +117,6 @@ def impute(data: Path, output: Path, model: str, components: int, multiple: int 
             _stderr().print(f"{int(np.isnan(X).sum())} cells filled, written to {output}")
             return
         sets = imputer.multiple_imputations(X, n_imputations=multiple)
-    for i, filled in enumerate(sets, start=1):
-        path = output.with_name(f"{output.stem}_{i}{output.suffix or '.csv'}")
+    for path, filled in zip(_multiple_paths(output, len(sets)), sets, strict=True):
         atomic_write_bytes(path, _table_csv(filled, names).encode("utf-8"))
     _stderr().print(f"{len(sets)} completed data sets written next to {output}")

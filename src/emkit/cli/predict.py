@@ -13,6 +13,8 @@ import numpy as np
 from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
+    _check_outputs,
+    _force_option,
     _list,
     _missing_cells,
     _require_complete,
@@ -83,13 +85,15 @@ def _read_for_model(
               "(for an HMM: each state's smoothed posterior, forward-backward).")
 @click.option("--sequence", metavar="COLUMN", help="HMM only: column whose runs of equal "
               "consecutive values are separate sequences (as in `emkit fit hmm`).")
+@_force_option
 def predict(model: Path, data: Path, output: Path | None, proba: bool,
-            sequence: str | None) -> None:
+            sequence: str | None, force: bool) -> None:
     """Label each row of DATA with its most probable component.
 
     For a hidden Markov model: the most probable state path (Viterbi), one state per row, rows
     in file order; missing cells are marginalised.
     """
+    _check_outputs({"MODEL": model, "DATA": data}, {"-o/--output": output}, force)
     estimator = load(model)
     hmm = is_hmm(estimator)
     if sequence is not None and not hmm:
@@ -133,14 +137,16 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool,
               help="Write the flagged rows here (CSV; default: standard output).")
 @click.option("--drop-missing", is_flag=True,
               help="Skip rows with a missing cell (default: they are an error).")
+@_force_option
 def detect(model: Path, data: Path, contamination: float, threshold: float | None,
-           output: Path | None, drop_missing: bool) -> None:
+           output: Path | None, drop_missing: bool, force: bool) -> None:
     """Flag the rows of DATA that are unlikely under MODEL (anomaly detection).
 
     Writes the flagged rows (their data row number, columns, log-density and score = −log p).
     """
     from emkit.estimators._mixture import check_contamination
 
+    _check_outputs({"MODEL": model, "DATA": data}, {"-o/--output": output}, force)
     estimator = load(model)
     if not hasattr(estimator, "detect_outliers"):
         raise InputError(f"{model} holds a {type(estimator).__name__}, not a mixture")

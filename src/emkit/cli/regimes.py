@@ -10,6 +10,9 @@ import numpy as np
 from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.cli._common import (
+    _check_outputs,
+    _echo,
+    _force_option,
     _list,
     _stdout,
 )
@@ -28,13 +31,15 @@ from emkit.cli._common import (
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the returns coloured by decoded regime here (PNG).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the starts.")
+@_force_option
 def regimes(data: Path, column: str | None, states: int, emission: str,
-            levels: tuple[float, ...], plot: Path | None, seed: int) -> None:
+            levels: tuple[float, ...], plot: Path | None, seed: int, force: bool) -> None:
     """Volatility regimes of the daily returns in DATA (CSV/Parquet, time order): an HMM and a
     Gaussian mixture; regime means, volatilities and durations; one-day VaR and ES of the model
     against the single Gaussian and the empirical quantile."""
     from emkit.apps.finance import DEFAULT_LEVELS, fit_regimes, plot_regimes
 
+    _check_outputs({"DATA": data}, {"--plot": plot}, force)
     X, names = read_table(data, [column] if column is not None else None)
     if X.shape[1] != 1:
         raise InputError(f"{data} has {X.shape[1]} columns ({_list(names)}); choose the returns "
@@ -47,7 +52,7 @@ def regimes(data: Path, column: str | None, states: int, emission: str,
         raise InputError(f"--states must be from 1 to 10, got {states}")
     report = fit_regimes(X[:, 0], states, emission=emission, levels=levels or DEFAULT_LEVELS,
                          random_state=seed)
-    click.echo(report.to_text())
+    _echo(report.to_text())
     if plot is not None:
         plot_regimes(report, X[:, 0], plot)
         _stdout().print(f"figure saved to {plot}")

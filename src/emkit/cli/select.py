@@ -13,7 +13,11 @@ from rich.text import Text
 from emkit._validation import InputError
 from emkit.cli._common import (
     _COVARIANCES,
+    _check_components,
+    _check_outputs,
+    _echo,
     _family_choices,
+    _force_option,
     _print_note,
     _read_data,
     _reported_warnings,
@@ -25,9 +29,10 @@ from emkit.cli._common import (
 from emkit.families import make_family
 
 
-def _parse_ks(value: str) -> list[int]:
-    """``"1-9"``, ``"2,3,5"`` or ``"3"`` as a list of positive integers."""
-    ks: list[int] = []
+def _parse_ks(value: str) -> list[range]:
+    """``"1-9"``, ``"2,3,5"`` or ``"3"`` as ranges of positive integers (not expanded: ``--k``
+    is bounded by the rows of DATA first, see :func:`_expand_ks`)."""
+    ranges: list[range] = []
     try:
         for part in value.split(","):
             part = part.strip()
@@ -35,14 +40,20 @@ def _parse_ks(value: str) -> list[int]:
                 lo, hi = (int(v) for v in part.split("-", 1))
                 if hi < lo:
                     raise ValueError
-                ks.extend(range(lo, hi + 1))
+                ranges.append(range(lo, hi + 1))
             elif part:
-                ks.append(int(part))
+                ranges.append(range(int(part), int(part) + 1))
     except ValueError:
         raise InputError(f"--k must look like 1-9, 2,3,5 or 3; got {value!r}") from None
-    if not ks or min(ks) < 1:
+    if not ranges or min(r.start for r in ranges) < 1:
         raise InputError(f"--k needs positive numbers of components, got {value!r}")
-    return sorted(set(ks))
+    return ranges
+
+
+def _expand_ks(ranges: list[range], value: str, n_rows: int, data: Path) -> list[int]:
+    """The K values of ``--k``, once they are known not to exceed the rows of DATA."""
+    _check_components("--k", max(r[-1] for r in ranges), n_rows, data, value)
+    return sorted({k for r in ranges for k in r})
 
 
 def _parse_names(value: str | None, option: str, allowed: Sequence[str]) -> list[str]:
@@ -80,6 +91,7 @@ def _parse_names(value: str | None, option: str, allowed: Sequence[str]) -> list
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the chosen model here (.emk).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the chosen model.")
+@_force_option
 def select_command(
     data: Path,
     ks: str,
@@ -95,15 +107,17 @@ def select_command(
     plot_path: Path | None,
     output: Path | None,
     quiet: bool,
+    force: bool,
 ) -> None:
     """Fit mixtures over K × covariance structure (× family) and compare BIC, AIC and ICL.
 
     BIC = −2ℓ + p·ln n, AIC = −2ℓ + 2p and ICL = BIC + 2·entropy are lower-is-better
     (scikit-learn's sign); the table also shows mclust's BIC = 2ℓ − p·ln n (higher is better).
     """
-    from emkit.select import select
+    from emkit.select import DegenerateSelectionError, select
 
-    k_values = _parse_ks(ks)
+    _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
+    k_ranges = _parse_ks(ks)
     family_names = _parse_names(families, "--family", _family_choices())
     structures = _parse_names(covariance, "--covariance", _COVARIANCES)
     if covariance is None and not family_names:
@@ -115,26 +129,25 @@ def select_command(
     marginalise = all(make_family(name).handles_missing for name in family_names)
     table = _read_data(data, columns, weights, text, drop_missing, marginalise)
     X, names, w, note = table.X, table.names, table.weights, table.note
+    k_values = _expand_ks(k_ranges, ks, X.shape[0], data)
     _print_note(note)
-    with _reported_warnings(), _select_progress(not quiet) as progress:
-        result = select(X, n_components=k_values, covariance_types=structures,
-                        families=family_names or None, criterion=criterion, n_init=n_init,
-                        short_runs=short_runs, random_state=seed, sample_weight=w,
-                        progress=progress)
+    try:
+        with _reported_warnings(), _select_progress(not quiet) as progress:
+            result = select(X, n_components=k_values, covariance_types=structures,
+                            families=family_names or None, criterion=criterion,
+                            n_init=n_init, short_runs=short_runs, random_state=seed,
+                            sample_weight=w, progress=progress)
+    except DegenerateSelectionError as exc:
+        if not quiet:
+            _print_table(exc.result)  # what was fitted; then the error line, exit status 2
+        raise InputError(f"{data}: {exc}") from None
     out = _stdout()
     if quiet:
         best = result.best
         out.print(f"{best.model} {best.label} ({criterion.upper()} "
                   f"{getattr(best, criterion):.4f})")
     else:
-        if out.is_terminal and out.width >= 132:
-            out.print(result)  # a rich table; its caption names the winner and the signs
-            for row in result.rows:
-                if row.note:
-                    out.print(Text(f"note: {row.label}: {row.note}", style="yellow"),
-                              soft_wrap=True)
-        else:
-            click.echo(result.to_text())  # plain text: never truncated, fine in a pipe
+        _print_table(result)
     if plot_path is not None:
         from emkit.plotting import new_figure, save_figure
 
@@ -147,6 +160,18 @@ def select_command(
         _save_model(result.best_estimator, names, output)
         if not quiet:
             out.print(f"model saved to {output}")
+
+
+def _print_table(result: Any) -> None:
+    """The selection table: rich on a wide terminal, else plain text (never truncated)."""
+    out = _stdout()
+    if out.is_terminal and out.width >= 132:
+        out.print(result)  # a rich table; its caption names the winner and the signs
+        for row in result.rows:
+            if row.note:
+                out.print(Text(f"note: {row.label}: {row.note}", style="yellow"), soft_wrap=True)
+    else:
+        _echo(result.to_text())
 
 
 @contextlib.contextmanager

@@ -1,0 +1,81 @@
+"""Writing output files without destroying anything: the one writer every emkit output uses.
+
+A regular file is written atomically (a temporary file in the target's folder, fsync, then
+``os.replace``), so a crash never leaves it half-written.  A symbolic link is followed: its
+target is written (atomically) and the link is kept.  A device, a pipe (FIFO) or a socket is
+written directly (renaming a temporary file over it would replace it), and ``-`` is standard
+output.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+STDOUT = "-"
+
+__all__ = ["STDOUT", "is_stdout", "same_file", "write_bytes"]
+
+
+def is_stdout(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``-``, the usual name of standard output."""
+    return os.fspath(path) == STDOUT
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether writing ``a`` would overwrite ``b``: the same regular file (through symbolic
+    and hard links), the same path where neither exists yet, or both ``-``.  Devices and pipes
+    are never "the same file" (writing one destroys nothing)."""
+    if is_stdout(a) or is_stdout(b):
+        return is_stdout(a) and is_stdout(b)
+    real_a, real_b = os.path.realpath(a), os.path.realpath(b)
+    try:
+        st_a, st_b = os.stat(real_a), os.stat(real_b)
+    except OSError:  # one does not exist (yet)
+        return real_a == real_b
+    return stat.S_ISREG(st_a.st_mode) and (st_a.st_dev, st_a.st_ino) == (st_b.st_dev, st_b.st_ino)
+
+
+def write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path``: ``-`` is standard output, symbolic links are followed
+    (their target is written, the link kept), devices and pipes are written directly, and
+    regular files atomically (temporary file in the same folder, fsync, ``os.replace``)."""
+    if is_stdout(path):
+        sys.stdout.flush()  # text written before stays before
+        stream = sys.stdout.buffer
+        stream.write(payload)
+        stream.flush()
+        return
+    target = Path(os.path.realpath(path))  # the end of a chain of links (kept as they are)
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a folder: give a file name to write to")
+    if mode is not None and not stat.S_ISREG(mode):  # device, FIFO, socket
+        with open(target, "wb") as fh:
+            fh.write(payload)
+        return
+    _replace_atomically(target, payload)
+
+
+def _replace_atomically(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600: give the usual permissions
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
