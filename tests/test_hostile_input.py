@@ -106,3 +106,16 @@ def test_poisson_warns_on_non_integer_counts() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", NonIntegerCountsWarning)
         emkit.MixtureModel("poisson", 2, random_state=0).fit(np.round(counts))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the start's maha
+def test_a_start_with_no_density_names_the_start_arguments() -> None:
+    start = {"means": [[0.0, 0.0], [0.0, 0.0]], "precisions_cholesky": np.full((2, 2), 1e200)}
+    with pytest.raises(InputError, match="the start given by emission_init gives the data a "
+                       "log-likelihood of -inf before any iteration"):
+        emkit.GaussianHMM(2, emission_init=start, random_state=0).fit(X)
+    counts = np.random.default_rng(0).poisson(3.0, size=(50, 1))
+    with pytest.raises(InputError, match="components_init.* must be positive"):
+        emkit.MixtureModel("poisson", 2, components_init={"rates": [[-1.0], [2.0]]}).fit(counts)
+    with pytest.raises(InputError, match="parameters are a PoissonParams, got int"):
+        emkit.MixtureModel("poisson", 2, components_init=5).fit(counts)

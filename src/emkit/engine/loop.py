@@ -28,7 +28,16 @@ PARALLEL_MIN_BATCHES = 2  # each thread gets at least this many chunks, else run
 
 
 class NumericalError(FloatingPointError):
-    """The log-likelihood became NaN or infinite: the model or the data is degenerate."""
+    """The log-likelihood became NaN or infinite: the model or the data is degenerate.
+
+    ``from_start`` is True when the starting parameters themselves gave it (before any M-step)
+    and they were the ones given to :func:`fit` as ``init_params`` (a user or warm start)."""
+
+    def __init__(self, message: str, n_iter: int | None = None, value: float = math.nan):
+        super().__init__(message)
+        self.n_iter = n_iter
+        self.value = value
+        self.from_start = False
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,9 @@ class _Runner:
         if not math.isfinite(objective):
             raise NumericalError(
                 f"the log-likelihood is {objective} after {n_iter} iterations; the data may "
-                "contain extreme values or the model is degenerate (try a larger reg_covar)"
+                "contain extreme values or the model is degenerate (try a larger reg_covar)",
+                n_iter,
+                objective,
             )
 
 
@@ -287,7 +298,11 @@ def fit(
             start, extra = shorts.params, shorts.n_estep
         else:
             start = model.init(data, rng)
-        result = run_em(model, data, start, config, callback)
+        try:
+            result = run_em(model, data, start, config, callback)
+        except NumericalError as exc:
+            exc.from_start = i == 0 and init_params is not None and exc.n_iter == 0
+            raise
         if extra:
             result = replace(result, n_estep=result.n_estep + extra)
         objectives.append(result.objective)

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import InputError
-from emkit.engine import EMConfig, FitResult, ProgressCallback, fit
+from emkit.engine import EMConfig, FitResult, NumericalError, ProgressCallback, fit
 
 
 class SavedEstimator:
@@ -91,7 +91,10 @@ class EMEstimator(SavedEstimator, BaseEstimator):
     or None), ``_set_fitted(params)`` and ``_get_fitted_params()``.  Estimators that take
     ``short_runs`` / ``short_iter`` (emEM starts) pass them to the engine; ``restart_objectives_``
     holds the objective reached from every start and ``best_restart_`` the index of the winner.
+    ``_start_arguments`` names the parameters that give a user start (named in its errors).
     """
+
+    _start_arguments: tuple[str, ...] = ()
 
     def _config(self) -> EMConfig:
         return EMConfig(
@@ -118,17 +121,28 @@ class EMEstimator(SavedEstimator, BaseEstimator):
             )
         if callback is None and self.verbose:
             callback = self._print_progress
-        result = fit(
-            model,
-            data,
-            config,
-            rng=rng,
-            n_init=n_init,
-            init_params=start,
-            callback=callback,
-            short_runs=getattr(self, "short_runs", 0),
-            short_iter=getattr(self, "short_iter", 5),
-        )
+        try:
+            result = fit(
+                model,
+                data,
+                config,
+                rng=rng,
+                n_init=n_init,
+                init_params=start,
+                callback=callback,
+                short_runs=getattr(self, "short_runs", 0),
+                short_iter=getattr(self, "short_iter", 5),
+            )
+        except NumericalError as exc:
+            if warm or not exc.from_start:
+                raise
+            given = [n for n in self._start_arguments if getattr(self, n) is not None]
+            raise InputError(
+                f"the start given by {', '.join(given)} gives the data a log-likelihood of "
+                f"{exc.value} before any iteration (rows with no density under any component, "
+                "or parameters too extreme to evaluate): give starting values that cover the "
+                "data, or leave them out"
+            ) from None
         self._set_fitted(result.params)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)

@@ -54,6 +54,8 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
     ``restart_objectives_`` and ``best_restart_`` tell which run won.
     """
 
+    _start_arguments = ("weights_init", "means_init", "precisions_init")
+
     def __init__(
         self,
         n_components: int = 1,

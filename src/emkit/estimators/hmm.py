@@ -69,6 +69,8 @@ class HMM(EMEstimator):
     observation after each iteration.
     """
 
+    _start_arguments = ("startprob", "transmat", "emission_init")
+
     def __init__(
         self,
         emission: str | Family = "gaussian",

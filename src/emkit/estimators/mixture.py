@@ -41,6 +41,8 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     observed are left out).
     """
 
+    _start_arguments = ("weights_init", "components_init")
+
     def __init__(
         self,
         family: str | Family = "poisson",
