@@ -108,7 +108,7 @@ def test_poisson_warns_on_non_integer_counts() -> None:
         emkit.MixtureModel("poisson", 2, random_state=0).fit(np.round(counts))
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the start's maha
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow evaluating the bad start
 def test_a_start_with_no_density_names_the_start_arguments() -> None:
     start = {"means": [[0.0, 0.0], [0.0, 0.0]], "precisions_cholesky": np.full((2, 2), 1e200)}
     with pytest.raises(InputError, match="the start given by emission_init gives the data a "
