@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from emkit._validation import scaled_weights
+
 
 class LengthsError(ValueError):
     """``lengths`` do not describe a partition of the rows into non-empty sequences."""
@@ -96,7 +98,7 @@ class SequenceData:
     @classmethod
     def of(cls, X: np.ndarray, lengths: Any = None, weights: Any = None) -> SequenceData:
         """Checked construction: ``lengths`` must add up to the rows, weights be one per sequence,
-        finite and non-negative."""
+        finite and non-negative (scaled to mean one)."""
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D (rows, features), got shape {X.shape}")
@@ -112,8 +114,7 @@ class SequenceData:
                 )
             if not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError("sample_weight must be finite and non-negative")
-            if not w.sum() > 0:
-                raise ValueError("sample_weight sums to zero: at least one sequence needs weight")
+            w = scaled_weights(w)  # mean one: the fit does not depend on the weights' scale
         return cls(X, lengths, w)
 
     @property

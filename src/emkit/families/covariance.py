@@ -25,6 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from emkit.families._mixture_kernels import full_rows, normalize_rows
+from emkit.families.base import floored_counts
 
 
 class ChunkStats(NamedTuple):
@@ -869,13 +870,6 @@ def mahalanobis_about(
             X - origin.astype(X.dtype), means[index] - origin, structure.take(pc, index)
         )
     return out
-
-
-def floored_counts(nk: np.ndarray) -> np.ndarray:
-    """``max(n_k, 10ε·Σ n)`` (1 where every count is zero): a floor relative to the total, so
-    weights scaled by any constant give the same fit."""
-    n = np.maximum(nk, 10.0 * np.finfo(np.float64).eps * nk.sum())
-    return np.where(n > 0.0, n, 1.0)
 
 
 def parameters_from_moments(

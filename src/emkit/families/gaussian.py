@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from emkit.families.base import Family, reject_values
+from emkit.families.base import Family, floored_counts, reject_values
 from emkit.families.covariance import (
     CovarianceStructure,
     covariance_structure,
-    floored_counts,
     mahalanobis_about,
     moments_about,
     parameters_from_moments,

@@ -11,6 +11,7 @@ import numpy as np
 from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import Stats
 from emkit.families._mixture_kernels import normalize_rows
+from emkit.families.base import floored_counts
 from emkit.families.covariance import (
     CovarianceStructure,
     mahalanobis_about,
@@ -180,7 +181,7 @@ class GaussianMixtureModel:
             self.covariance, stats.nk, stats.sx, stats.sxx, stats.mass, self.reg_covar
         )
         total = stats.nk.sum()
-        weights = np.maximum(stats.nk, 10.0 * np.finfo(np.float64).eps * total) / total
+        weights = floored_counts(stats.nk)
         weights = weights / weights.sum()
         collapsed = np.flatnonzero(stats.nk <= self.collapse_fraction * total)
         if collapsed.size and collapsed.size < weights.size:
