@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from emkit._validation import scaled_weights
-
 
 class LengthsError(ValueError):
     """``lengths`` do not describe a partition of the rows into non-empty sequences."""
@@ -98,7 +96,7 @@ class SequenceData:
     @classmethod
     def of(cls, X: np.ndarray, lengths: Any = None, weights: Any = None) -> SequenceData:
         """Checked construction: ``lengths`` must add up to the rows, weights be one per sequence,
-        finite and non-negative (scaled to mean one)."""
+        finite and non-negative."""
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D (rows, features), got shape {X.shape}")
@@ -114,7 +112,8 @@ class SequenceData:
                 )
             if not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError("sample_weight must be finite and non-negative")
-            w = scaled_weights(w)  # mean one: the fit does not depend on the weights' scale
+            if not np.max(w) > 0:
+                raise ValueError("sample_weight sums to zero: at least one sequence needs weight")
         return cls(X, lengths, w)
 
     @property
