@@ -198,17 +198,27 @@ def real_number(value: Any, name: str) -> float:
     return number
 
 
+def scaled_weights(w: np.ndarray, what: str = "sample_weight") -> np.ndarray:
+    """Finite non-negative weights divided by their mean, ``w / mean(w)`` (via the maximum, so
+    1e308 does not overflow): a fit is the same for weights multiplied by any constant, and
+    thresholds meet counts of the size of the row count whatever the user's scale."""
+    top = float(np.max(w)) if w.size else 0.0
+    if not top > 0.0:
+        raise InputError(f"{what} sums to zero: at least one needs a positive weight")
+    w = w / top
+    return w / w.mean()
+
+
 def check_sample_weight(sample_weight: Any, X: np.ndarray) -> np.ndarray:
-    """Non-negative finite weights of length n_samples, not all zero (float64)."""
+    """Non-negative finite weights of length n_samples, not all zero, scaled to mean one
+    (:func:`scaled_weights`; float64)."""
     if sample_weight is not None:
         sw = sample_weight = real_array(sample_weight, "sample_weight")
         if sw.ndim == 1 and sw.shape[0] == X.shape[0] and not np.all(np.isfinite(sw)):
             bad = np.flatnonzero(~np.isfinite(sw))
             raise InputError(f"sample_weight contains NaN or inf at rows {_list(bad)}")
     w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-    if not w.sum() > 0:
-        raise InputError("sample_weight sums to zero: at least one row needs a positive weight")
-    return np.asarray(w, dtype=np.float64)
+    return scaled_weights(np.asarray(w, dtype=np.float64))
 
 
 def weighted_column_mean(X: np.ndarray, w: np.ndarray, rows: int = 65536) -> np.ndarray:
@@ -266,7 +276,7 @@ def check_weights(weights: Any, n_components: int, what: str, atol: float = 1e-6
     if np.any(w <= 0) or not abs(w.sum() - 1.0) <= atol:
         raise InputError(
             f"{what} must be non-negative and sum to 1, every component with a positive "
-            f"weight; got {w} (sum {float(w.sum())!r})"
+            f"weight; got {w} (sum {float(w.sum()):.10g})"
         )
     return w
 

@@ -123,7 +123,7 @@ class SequenceData:
                 )
             if not np.all(np.isfinite(w)) or np.any(w < 0):
                 raise ValueError("sample_weight must be finite and non-negative")
-            if not w.sum() > 0:
+            if not np.max(w) > 0:
                 raise ValueError("sample_weight sums to zero: at least one sequence needs weight")
         return cls(X, lengths, w)
 

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from emkit._validation import InputError, check_X
+from emkit._validation import InputError, check_X, scaled_weights
 from emkit.engine import ProgressCallback
 from emkit.engine.data import SequenceData, check_lengths
 from emkit.estimators._base import (
@@ -149,6 +149,8 @@ class HMM(EMEstimator):
             data = SequenceData.of(Xf, lengths, sample_weight)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        if sample_weight is not None:  # mean one: the fit does not depend on the weights' scale
+            data = data.with_weights(scaled_weights(data.sequence_weights))
         self._emission, self.emission_config_ = family, family.config()
         self._check_user_chain(K)
         model = self._engine_model()

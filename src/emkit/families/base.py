@@ -203,10 +203,17 @@ def reject_values(X: np.ndarray, bad: np.ndarray, names: list[str] | None, what:
         )
 
 
+def floored_counts(nk: np.ndarray) -> np.ndarray:
+    """``max(n_k, 10ε·Σ n)`` (1 where every count is zero): a floor relative to the total, so
+    weights scaled by any constant give the same fit."""
+    n = np.maximum(nk, EPS * np.sum(nk))
+    return np.where(n > 0.0, n, 1.0)
+
+
 def safe_divide(num: np.ndarray, nk: np.ndarray) -> np.ndarray:
-    """``num / nk`` along the component axis, with empty components kept finite."""
-    nk = np.maximum(nk, EPS)
-    return num / nk.reshape((-1,) + (1,) * (num.ndim - 1))
+    """``num / nk`` along the component axis, with empty components kept finite (the floor of
+    :func:`floored_counts`, relative to the total weight)."""
+    return num / floored_counts(nk).reshape((-1,) + (1,) * (num.ndim - 1))
 
 
 def logit(p: np.ndarray) -> np.ndarray:

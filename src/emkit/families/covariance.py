@@ -5,8 +5,16 @@ scikit-learn uses: full ``(K, D, D)``, tied ``(D, D)``, diag ``(K, D)``, spheric
 :class:`GroupTied` ties the covariance within groups of consecutive components (the inner
 Gaussians of one HMM state, hmmlearn's GMMHMM ``"tied"``), ``(K / group_size, D, D)``.
 The squared Mahalanobis distance is ``‖(x − μ_k) L_k‖²``.  Coordinates passed in (``Xc``,
-``means_c``) are relative to a fixed origin near the data mean, which bounds the rounding of
-the expanded quadratic forms by ``ε·(spread / within-component sd)²``.
+``means_c``) are relative to an origin ``o``; the expanded quadratic forms (``x² λ − 2xμλ +
+μ²λ``) then lose ``ε·(|μ_k − o| / σ_k)²`` of the distance and of the variance estimate.
+
+Exact statistics at any offset: :func:`shared_origins` gives every component an origin (its
+"centre" ``c_k``) within ``GROUP_RADIUS`` of its own sd, components with nearby means sharing
+one, so ordinary data keep one origin and one BLAS-3 product per chunk while a component far
+from the others gets its own; :func:`moments_about` sums ``Σ R (x − c_k)`` and the second
+moment about ``c_k``; :func:`parameters_from_moments` is the M-step
+``μ_k = c_k + s_k/n_k``, ``Σ_k = S_k/n_k − (s_k/n_k)(s_k/n_k)ᵀ``, whose cancellation is
+bounded by ``ε·(GROUP_RADIUS + |μ_new − μ_old|/σ_k)²`` whatever the offset of the data.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 
 from emkit._validation import InputError, check_finite, check_positive, real_array
 from emkit.families._mixture_kernels import full_rows, normalize_rows
+from emkit.families.base import floored_counts
 
 
 class ChunkStats(NamedTuple):
@@ -178,6 +187,17 @@ class CovarianceStructure(ABC):
         """``InputError`` unless ``pc`` are precision Cholesky factors of K components on D
         features in this structure's shape: finite, upper triangular, positive diagonal."""
         check_factor_matrices(real_array(pc, what, self.shape(K, D)), what)
+
+
+    tie_block: ClassVar[int] = 1  # components that must share an origin (GroupTied: a group)
+
+    def add_second_moment(
+        self, second: np.ndarray, Xc: np.ndarray, R: np.ndarray, index: np.ndarray
+    ) -> None:
+        """Add the second moment of rows ``Xc`` under the columns ``R`` of components ``index``
+        into ``second`` (in place): per component by default, one product where the
+        structure allows."""
+        second[index] += self.second_moment(Xc, R, R.sum(axis=1))
 
     def within_groups(self, group_size: int) -> CovarianceStructure:
         """This structure for components in groups of ``group_size`` consecutive ones, sharing
@@ -448,6 +468,9 @@ class Tied(CovarianceStructure):
     def take(self, pc, index):
         return pc
 
+    def add_second_moment(self, second, Xc, R, index):
+        second += self.second_moment(Xc, R, R.sum(axis=1))
+
     def within_groups(self, group_size):
         return GroupTied(group_size)
 
@@ -592,6 +615,16 @@ class GroupTied(CovarianceStructure):
 
     def __repr__(self) -> str:
         return f"GroupTied({self.group_size})"
+
+    @property
+    def tie_block(self) -> int:  # type: ignore[override]
+        return self.group_size
+
+    def add_second_moment(self, second, Xc, R, index):
+        """``index`` holds whole groups (:func:`shared_origins` keeps a group together)."""
+        Xc64 = _float64(Xc)
+        for j, k in enumerate(np.asarray(index)):
+            self.moment_slot(second, int(k))[...] += (Xc64 * R[:, j : j + 1]).T @ Xc64
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.group_size == other.group_size
@@ -740,3 +773,154 @@ def covariance_structure(spec: str | CovarianceStructure) -> CovarianceStructure
         raise ValueError(
             f"covariance_type must be one of {sorted(STRUCTURES)}, got {spec!r}"
         ) from None
+
+
+# --- statistics about per-component centres (module docstring) -----------------------------------
+GROUP_RADIUS = 64.0  # sd: a shared origin costs at most ε·64² ≈ 1e-12 of a variance
+
+
+def shared_origins(
+    structure: CovarianceStructure,
+    means: np.ndarray,
+    pc: np.ndarray,
+    origin: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each component's origin ``c_k`` ``(K, D)``: components whose means lie within
+    ``GROUP_RADIUS`` (``‖(μ_k − o) L_k‖``) of a common point share that point exactly.
+
+    Greedy and deterministic: first ``origin`` (the model's fixed point near the data mean, so
+    ordinary data keep it for every component, whichever components are evaluated), then the
+    centroid of the components left, else the lexicographically smallest mean left, takes every
+    component left within the radius; none depends on the order of the components.  Groups of
+    ``structure.tie_block`` components move together.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    K, D = means.shape
+    block = structure.tie_block
+    units = np.arange(K // block)
+    zeros = np.zeros_like(means)
+    limit = GROUP_RADIUS**2
+    centres = np.empty_like(means)
+
+    def members(u: np.ndarray) -> np.ndarray:
+        return (u[:, None] * block + np.arange(block)).ravel()
+
+    def within(origin: np.ndarray, u: np.ndarray) -> np.ndarray:
+        dist = np.diagonal(structure.mahalanobis(means - origin, zeros, pc))
+        return dist.reshape(-1, block).max(axis=1)[u] <= limit
+
+    left = units
+    fixed = origin
+    while left.size:
+        if fixed is not None:
+            origin, fixed = np.asarray(fixed, dtype=np.float64), None
+        else:
+            origin = np.sort(means[members(left)], axis=0).mean(axis=0)
+        inside = within(origin, left)
+        if not inside.any():
+            first = int(np.lexsort(means[left * block].T[::-1])[0])
+            origin = means[left[first] * block]
+            inside = within(origin, left)
+            inside[first] = True
+        centres[members(left[inside])] = origin
+        left = left[~inside]
+    return centres
+
+
+def start_centres(
+    X: np.ndarray, R: np.ndarray, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The means under a starting partition ``R`` (plain float64 sums: no origin to lose digits
+    to; ``fallback`` for an empty component) and, when ``R`` is hard (one positive column per
+    row), the row labels: the centres and ``labels`` for :func:`moments_about`."""
+    nk = R.sum(axis=0)
+    seen = nk > 0.0
+    means = (R.T @ X) / np.where(seen, nk, 1.0)[:, None]
+    centres = np.where(seen[:, None], means, np.broadcast_to(fallback, means.shape))
+    hard = bool(np.all(np.count_nonzero(R, axis=1) <= 1))
+    return centres, (np.argmax(R, axis=1) if hard else None)
+
+
+def moments_about(
+    structure: CovarianceStructure,
+    X: np.ndarray,
+    R: np.ndarray,
+    centres: np.ndarray,
+    labels: np.ndarray | None = None,
+    missing: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(Σ_n R_nk (x_n − c_k), Σ_n R_nk (x_n − c_k)(x_n − c_k)ᵀ)`` in float64, the second moment
+    in the structure's shape.
+
+    Components with the same centre row share one pass about it; with ``labels`` (every row's
+    weight in its one column ``labels[n]``: hard assignments) one pass with ``x_n − c_{label}``
+    serves them all.  Cells where ``missing`` holds add nothing.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    K, D = centres.shape
+    sx, second = np.zeros((K, D)), np.zeros(structure.second_moment_shape(K, D))
+    if labels is not None:
+        passes = [(np.arange(K), centres[labels])]
+    else:
+        unique, inverse = np.unique(centres, axis=0, return_inverse=True)
+        passes = [(np.flatnonzero(inverse.ravel() == g), unique[g]) for g in range(len(unique))]
+    for index, origin in passes:
+        Xc = np.asarray(X, dtype=np.float64) - origin
+        if missing is not None:
+            Xc[missing] = 0.0
+        Rg = R if index.size == K else R[:, index]
+        sx[index] = Rg.T @ Xc
+        structure.add_second_moment(second, Xc, Rg, index)
+    return sx, second
+
+
+def mahalanobis_about(
+    structure: CovarianceStructure,
+    X: np.ndarray,
+    means: np.ndarray,
+    pc: np.ndarray,
+    centres: np.ndarray,
+) -> np.ndarray:
+    """``‖(x_n − μ_k) L_k‖²`` ``(n, K)``, each group of components about its shared centre."""
+    unique, inverse = np.unique(centres, axis=0, return_inverse=True)
+    if len(unique) == 1:
+        origin = unique[0]
+        return structure.mahalanobis(X - origin.astype(X.dtype), means - origin, pc)
+    out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    for g, origin in enumerate(unique):
+        index = np.flatnonzero(inverse.ravel() == g)
+        out[:, index] = structure.mahalanobis(
+            X - origin.astype(X.dtype), means[index] - origin, structure.take(pc, index)
+        )
+    return out
+
+
+def parameters_from_moments(
+    structure: CovarianceStructure,
+    nk: np.ndarray,
+    sx: np.ndarray,
+    second: np.ndarray,
+    mass: np.ndarray,
+    reg: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means and covariances from sums about centres ``c_k = mass_k / n_k``:
+    ``μ_k = c_k + s_k/n_k``, ``Σ_k = S_k/n_k − (s_k/n_k)(s_k/n_k)ᵀ + reg·I + δ·diag(S_k/n_k)``.
+
+    The subtraction rounds by about ``ε·S_k/n_k``: tiny while the centres sit near the new
+    means, but a step of many new sd (an early EM step from a wide start) can cancel every
+    digit.  ``δ = 8(D+1)ε`` keeps the estimate above its own rounding (positive definite);
+    the next E-step, centred on the new means, resolves it.  ``n_k`` is floored at ``10ε·Σ n``
+    (relative: the same fit for weights scaled by any constant); an empty component gets its
+    centre and ``reg·I``.
+    """
+    n = floored_counts(nk)
+    shift = sx / n[:, None]
+    cov = structure.covariances(n, shift, second, reg)
+    raw = structure.covariances(n, np.zeros_like(shift), second, 0.0)  # S/n: the rounding scale
+    delta = 8.0 * (shift.shape[1] + 1) * np.finfo(np.float64).eps
+    if isinstance(structure, Diag):  # variances (diag, spherical)
+        cov = cov + delta * np.abs(raw)
+    else:
+        diag = np.arange(cov.shape[-1])
+        cov[..., diag, diag] += delta * np.abs(raw[..., diag, diag])
+    return mass / n[:, None] + shift, cov

@@ -5,23 +5,40 @@ protocol, so that any model written against families (mixtures of any family, hi
 models) gets Gaussians with the four structures (``full``, ``tied``, ``diag``, ``spherical``).
 
 ``log f = ½ log det Λ_k − (D/2) log 2π − ½ ‖(x − μ_k) L_k‖²`` with ``Λ_k = L_k L_kᵀ``.
-Additive sums (float64, about a fixed ``origin`` ``o`` that :meth:`Gaussian.configure` sets to
-the training mean, so second moments do not lose digits to a large offset):
-``Σ_n R_nk (x_n − o)`` and the structure's second moment of ``x_n − o``.  The M-step is
-``μ_k = o + s_k / n_k``, ``Σ_k = S_k / n_k − (μ_k − o)(μ_k − o)ᵀ + reg_covar·I`` (shaped and
-pooled by the structure).
+Additive sums (float64) about per-component centres ``c_k`` (exact at any offset, see
+:mod:`emkit.families.covariance`): ``Σ_n R_nk (x_n − c_k)``, the structure's second moment of
+``x_n − c_k`` and ``Σ_n R_nk c_k`` (so the sums say their centres).  The centres are
+``shared_origins`` of the current parameters, or at a start the starting partition's means.
+The M-step is ``μ_k = c_k + s_k / n_k``, ``Σ_k = S_k / n_k − (s_k/n_k)(s_k/n_k)ᵀ +
+reg_covar·I`` (shaped and pooled by the structure).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from emkit.families.base import Family, check_origin, check_parameter, expect_params, reject_values
-from emkit.families.covariance import CovarianceStructure, covariance_structure
+from emkit.families.base import (
+    Family,
+    check_origin,
+    check_parameter,
+    expect_params,
+    floored_counts,
+    reject_values,
+)
+from emkit.families.covariance import (
+    CovarianceStructure,
+    covariance_structure,
+    mahalanobis_about,
+    moments_about,
+    parameters_from_moments,
+    shared_origins,
+    start_centres,
+)
 from emkit.families.missing_cells import (
     conditional_sums,
     full_covariances,
@@ -48,6 +65,15 @@ class GaussianParams:
     @property
     def n_features(self) -> int:
         return self.means.shape[1]
+
+
+@lru_cache(maxsize=8)
+def _centres(family: Gaussian, params: GaussianParams) -> np.ndarray:
+    """``shared_origins`` of ``params``, once per (family, params): both immutable, hashed by
+    identity (an HMM's E-step asks once per chunk)."""
+    return shared_origins(
+        family.covariance, params.means, params.precisions_cholesky, family.origin
+    )
 
 
 class Gaussian(Family):
@@ -107,9 +133,6 @@ class Gaussian(Family):
             )
         return self.origin
 
-    def _centred(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(X, dtype=np.float64) - self._origin(X.shape[1])
-
     def _full_covariances(self, params: GaussianParams) -> np.ndarray:
         K, D = params.means.shape
         return full_covariances(self.covariance, params.precisions_cholesky, K, D)
@@ -131,48 +154,55 @@ class Gaussian(Family):
 
     def _log_prob_complete(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
         K, D = params.means.shape
-        origin = self._origin(D)
+        if X.shape[1] != D:
+            raise ValueError(f"these Gaussian parameters have {D} features, the data {X.shape[1]}")
         pc = params.precisions_cholesky
-        logp = self.covariance.mahalanobis(self._centred(X), params.means - origin, pc)
+        X = np.asarray(X, dtype=np.float64)
+        logp = mahalanobis_about(self.covariance, X, params.means, pc, _centres(self, params))
         logp *= -0.5
         logp += self.covariance.log_det_cholesky(pc, K, D) - 0.5 * D * LOG_2PI
         return logp
 
     def accumulate(self, params: GaussianParams | None, X: np.ndarray, R: np.ndarray) -> tuple:
-        """``(Σ_n R_nk (x_n − o), second moment of x_n − o)``, float64; rows with NaN cells add
-        their conditional expectations ``x̂_nk`` and covariances (``Σ R (x̂ x̂ᵀ + C)``)."""
+        """``(Σ_n R_nk (x_n − c_k), second moment of x_n − c_k, Σ_n R_nk c_k)``, float64; rows
+        with NaN cells add their conditional expectations ``x̂_nk`` and covariances
+        (``Σ R (x̂ x̂ᵀ + C)``).  ``params`` None (a start): ``c_k`` are the means under ``R``."""
         R = np.asarray(R, dtype=np.float64)
         incomplete = incomplete_rows(X)
         if incomplete is None:
-            return self._accumulate_complete(X, R)
+            if params is None:
+                return self._start_sums(X, R)
+            centres = _centres(self, params)
+            sx, second = moments_about(self.covariance, X, R, centres)
+            return (sx, second, R.sum(axis=0)[:, None] * centres)
         if params is None:
             raise ValueError("missing cells need current parameters; start from complete rows")
         complete = ~incomplete
-        sx, second = self._accumulate_complete(X[complete], R[complete])
+        centres = _centres(self, params)
+        sx, second = moments_about(self.covariance, X[complete], R[complete], centres)
         more = conditional_sums(
             self.covariance,
             params.means,
             self._full_covariances(params),
             X[incomplete],
             R[incomplete],
-            self._origin(params.n_features),
+            centres,
         )
-        return (sx + more[0], second + more[1])
+        return (sx + more[0], second + more[1], R.sum(axis=0)[:, None] * centres)
 
-    def _accumulate_complete(self, X: np.ndarray, R: np.ndarray) -> tuple:
-        Xc = self._centred(X)
-        w = R @ np.ones(R.shape[1])  # row weights (a product: a reduction over K is slow)
-        second = self.covariance.second_moment(Xc, R, w)
-        return (R.T @ Xc, np.asarray(second, dtype=np.float64))
+    def _start_sums(self, X: np.ndarray, R: np.ndarray) -> tuple:
+        """Sums about the means under ``R`` (plain float64 sums: no origin to lose digits to);
+        hard assignments take one pass, soft ones one per component."""
+        X = np.asarray(X, dtype=np.float64)
+        centres, labels = start_centres(X, R, self._origin(X.shape[1]))
+        sx, second = moments_about(self.covariance, X, R, centres, labels)
+        return (sx, second, R.sum(axis=0)[:, None] * centres)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: GaussianParams | None) -> GaussianParams:
-        sx, second = sums
-        nk = np.maximum(nk, 10.0 * np.finfo(np.float64).eps)
-        means_c = sx / nk[:, None]
-        cov = self.covariance.covariances(nk, means_c, second, self.reg_covar)
+        sx, second, mass = sums
+        means, cov = parameters_from_moments(self.covariance, nk, sx, second, mass, self.reg_covar)
         return GaussianParams(
-            means=means_c + self._origin(means_c.shape[1]),
-            precisions_cholesky=self.covariance.precisions_cholesky(cov),
+            means=means, precisions_cholesky=self.covariance.precisions_cholesky(cov)
         )
 
     # --- parameter groups (Learn(emissions=("covariances",)) holds the means) ------------------
@@ -184,11 +214,11 @@ class Gaussian(Family):
         """Held means: ``Σ_k`` about them, ``S/n − μ̂μ̂ᵀ + (μ̂ − μ)(μ̂ − μ)ᵀ`` with ``μ̂ = s/n``;
         held covariances: only ``μ̂``.  Both are the conditional maximisers."""
         if "means" in held and "covariances" not in held:
-            sx, second = sums
-            nk = np.maximum(nk, 10.0 * np.finfo(np.float64).eps)
-            shift = sx / nk[:, None] - (params.means - self._origin(params.n_features))
-            second = second + self.covariance.second_moment(shift, np.diag(nk), nk)
-            sums = (sx, second)
+            sx, second, mass = sums
+            n = floored_counts(nk)
+            shift = sx / n[:, None] - (params.means - mass / n[:, None])
+            second = second + self.covariance.second_moment(shift, np.diag(n), n)
+            sums = (sx, second, mass)
         return self.hold(self.m_step(sums, nk, params), params, held)
 
     def hold(self, new: GaussianParams, old: GaussianParams, held: frozenset) -> GaussianParams:

@@ -212,9 +212,10 @@ class GaussianMixtureEmission(Family):
         nkm = np.asarray(sums[0], dtype=np.float64)
         K, M = nkm.shape
         totals = nkm.sum(axis=1, keepdims=True)
-        weights = np.where(totals > 0.0, nkm / np.maximum(totals, EPS), 1.0 / M)
-        # an inner Gaussian without weight copies the sums of its state's busiest one
-        dead = nkm <= EPS * np.maximum(totals, 1.0)
+        weights = np.where(totals > 0.0, nkm / np.where(totals > 0.0, totals, 1.0), 1.0 / M)
+        # an inner Gaussian without weight copies the sums of its state's busiest one (relative
+        # to the state's total: weights of any scale)
+        dead = nkm <= EPS * totals
         source = np.arange(K * M).reshape(K, M)
         busiest = np.argmax(nkm, axis=1)
         source = np.where(dead, (np.arange(K) * M + busiest)[:, None], source).ravel()

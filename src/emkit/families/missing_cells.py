@@ -194,17 +194,17 @@ def add_pattern_sums(
     structure: Any,
     pat: GaussianPattern,
     R: np.ndarray,
-    origin: np.ndarray,
+    centres: np.ndarray,
     sx: np.ndarray,
     second: np.ndarray,
 ) -> None:
     """Add one pattern's ``Σ R x̂_k`` and second moments ``Σ R (x̂_k x̂_kᵀ + C_k)`` (about
-    ``origin``, in the structure's shape: full ``(K,D,D)``, tied ``(D,D)``, group-tied
-    ``(K/s,D,D)``, diag/spherical ``(K,D)`` diagonals) into ``sx`` and ``second``; ``R``
-    (n, K) weights the pattern's rows.  Component ``k`` adds into
+    each component's centre ``centres[k]``, in the structure's shape: full ``(K,D,D)``, tied
+    ``(D,D)``, group-tied ``(K/s,D,D)``, diag/spherical ``(K,D)`` diagonals) into ``sx`` and
+    ``second``; ``R`` (n, K) weights the pattern's rows.  Component ``k`` adds into
     ``structure.moment_slot(second, k)``: a matrix, or a diagonal."""
     rk = R.sum(axis=0)
-    xc = pat.xhat - origin  # (K, n, D)
+    xc = pat.xhat - np.asarray(centres)[:, None, :]  # (K, n, D)
     sx += np.einsum("nk,knd->kd", R, xc)
     m = pat.miss
     for k in range(R.shape[1]):
@@ -226,13 +226,13 @@ def conditional_sums(
     covs: np.ndarray,
     X: np.ndarray,
     R: np.ndarray,
-    origin: np.ndarray,
+    centres: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(Σ_n R_nk x̂_nk, Σ_n R_nk (x̂_nk x̂_nkᵀ + C_nk))`` about ``origin`` for rows with NaN,
-    given weights ``R`` (n, K) from elsewhere (an HMM's posteriors)."""
+    """``(Σ_n R_nk x̂_nk, Σ_n R_nk (x̂_nk x̂_nkᵀ + C_nk))`` about ``centres`` (K, D) for rows
+    with NaN, given weights ``R`` (n, K) from elsewhere (an HMM's posteriors)."""
     K, D = means.shape
     sx, second = np.zeros((K, D)), np.zeros(structure.second_moment_shape(K, D))
     R = np.asarray(R, dtype=np.float64)
     for pat in gaussian_patterns(np.zeros(K), means, covs, np.asarray(X, dtype=np.float64)):
-        add_pattern_sums(structure, pat, R[pat.rows], origin, sx, second)
+        add_pattern_sums(structure, pat, R[pat.rows], centres, sx, second)
     return sx, second

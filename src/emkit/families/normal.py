@@ -1,10 +1,11 @@
 """Independent univariate normal columns (a diagonal Gaussian), and log-normal columns.
 
-Sums are taken about a fixed ``origin`` (the training data's column means, set by
-``configure``), so the variances ``Σ R (x − o)² / n_k − (Σ R (x − o) / n_k)²`` do not lose the
-digits that the raw second moment of far-from-zero data would.  The variance floor is
-``min_variance`` times the (weighted) variance of the whole data, which the M-step reads off the
-sums of all components: a constraint ``σ² ≥ floor``, not a penalty, so EM stays monotone.
+Sums are taken about per-component centres ``c_k`` (those of a diagonal Gaussian,
+:func:`~emkit.families.covariance.shared_origins`), so the variances
+``Σ R (x − c_k)² / n_k − (Σ R (x − c_k) / n_k)²`` are exact at any offset.  The variance floor
+is absolute, ``σ²_kd ≥ min_variance`` in squared data units (log units for the log-normal), as
+scikit-learn's ``reg_covar``: a constraint, not a penalty, so EM stays monotone, and it does
+not depend on how far apart the components are.
 """
 
 from __future__ import annotations
@@ -21,9 +22,17 @@ from emkit.families.base import (
     check_parameter,
     expect_params,
     reject_values,
-    safe_divide,
+)
+from emkit.families.covariance import (
+    Diag,
+    moments_about,
+    parameters_from_moments,
+    shared_origins,
+    start_centres,
 )
 from emkit.families.missing_cells import missing_weights, observed_sum, split_missing
+
+_DIAG = Diag()
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 LOG_BOUND = 300.0
@@ -33,7 +42,7 @@ LOG_BOUND = 300.0
 class NormalParams:
     means: np.ndarray  # (K, D)
     variances: np.ndarray  # (K, D), ≥ floor
-    floor: np.ndarray  # (D,) the variance floor of the fit (keeps extrapolated points feasible)
+    floor: np.ndarray  # (D,) the variance floor (keeps extrapolated points feasible)
 
 
 def _finite_column_means(T: np.ndarray) -> list[float]:
@@ -46,14 +55,18 @@ def _finite_column_means(T: np.ndarray) -> list[float]:
 
 class Normal(Family):
     """Independent normals per column, ``f(x|μ,σ²) = Π_d N(x_d | μ_d, σ²_d)``; M-step
-    ``μ_k = Σ_n R_nk x_n / n_k``, ``σ²_k = max(Σ_n R_nk (x_n − μ_k)² / n_k, min_variance·var(x))``.
+    ``μ_k = Σ_n R_nk x_n / n_k``, ``σ²_k = max(Σ_n R_nk (x_n − μ_k)² / n_k, min_variance)``.
+
+    ``min_variance`` is an absolute floor on every variance (squared data units), like
+    scikit-learn's ``reg_covar``: it keeps a component on one point, or on equal values, from
+    collapsing; data measured more finely than ``√min_variance`` need a smaller one.
     """
 
     name = "normal"
     handles_missing = True
     _keys: ClassVar[tuple[str, str]] = ("means", "variances")
 
-    def __init__(self, min_variance: float = 1e-6, origin: Any = None):
+    def __init__(self, min_variance: float = 1e-9, origin: Any = None):
         self.min_variance = float(min_variance)
         if not self.min_variance > 0.0:
             raise ValueError(f"min_variance must be positive, got {min_variance!r}")
@@ -69,10 +82,6 @@ class Normal(Family):
     def _transform(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64)
 
-    def _centred(self, X: np.ndarray) -> np.ndarray:
-        T = self._transform(X)
-        return T - self._origin(T.shape[1])
-
     def _origin(self, D: int) -> np.ndarray:
         return np.zeros(D) if self.origin is None else np.asarray(self.origin)
 
@@ -83,39 +92,44 @@ class Normal(Family):
         return type(self)(self.min_variance, _finite_column_means(T))
 
     def log_prob(self, params: NormalParams, X: np.ndarray) -> np.ndarray:
-        Y, missing = split_missing(self._centred(X))
-        offsets = params.means - self._origin(Y.shape[1])
+        Y, missing = split_missing(self._transform(X))
         precisions = 1.0 / params.variances
         const = -0.5 * observed_sum(LOG_2PI + np.log(params.variances), missing)
-        out = np.array(np.broadcast_to(const, (Y.shape[0], offsets.shape[0])))
-        for k in range(offsets.shape[0]):  # exact squares; a (n, D) temporary per component
-            squares = np.square(Y - offsets[k])
+        out = np.array(np.broadcast_to(const, (Y.shape[0], params.means.shape[0])))
+        for k in range(params.means.shape[0]):  # exact squares; a (n, D) temporary each
+            squares = np.square(Y - params.means[k])
             if missing is not None:  # observed cells only
                 squares *= 1.0 - missing
             out[:, k] -= 0.5 * (squares @ precisions[k])
         return out
 
     def accumulate(self, params: Any, X: np.ndarray, R: np.ndarray) -> tuple:
-        Y, missing = split_missing(self._centred(X))
-        s1, s2 = R.T @ Y, R.T @ np.square(Y)
-        if missing is not None:  # E_k[y] = μ − o, E_k[y²] = (μ − o)² + σ²
-            weights = missing_weights(R, missing, params)
-            offsets = params.means - self._origin(Y.shape[1])
+        """``(Σ R (y − c_k), Σ R (y − c_k)², Σ R c_k)`` of ``y`` (x, or log x) about the centres of
+        ``params`` (a start: the means under ``R``); missing cells add their expectations."""
+        R = np.asarray(R, dtype=np.float64)
+        Y = self._transform(X)
+        mask = np.isnan(Y)
+        missing = mask if mask.any() else None
+        if params is None:
+            if missing is not None:
+                missing_weights(R, missing, params)  # raises: a start needs complete rows
+            centres, labels = start_centres(Y, R, self._origin(Y.shape[1]))
+        else:
+            pc = 1.0 / np.sqrt(params.variances)
+            centres, labels = shared_origins(_DIAG, params.means, pc, self.origin), None
+        s1, s2 = moments_about(_DIAG, Y, R, centres, labels, missing)
+        if missing is not None:  # E_k[y − c] = μ − c, E_k[(y − c)²] = (μ − c)² + σ²
+            weights = missing_weights(R, missing.astype(np.float64), params)
+            offsets = params.means - centres
             s1 = s1 + weights * offsets
             s2 = s2 + weights * (offsets**2 + params.variances)
-        return (s1, s2)
+        return (s1, s2, R.sum(axis=0)[:, None] * centres)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> NormalParams:
-        s1, s2 = sums
-        origin = self._origin(s1.shape[1])
-        total = nk.sum()
-        pooled_mean = s1.sum(axis=0) / total
-        pooled_var = s2.sum(axis=0) / total - pooled_mean**2
-        scale = np.where(pooled_var > 0, pooled_var, np.maximum((origin + pooled_mean) ** 2, 1.0))
-        floor = self.min_variance * scale
-        mean = safe_divide(s1, nk)
-        variances = np.maximum(safe_divide(s2, nk) - mean**2, floor)
-        return NormalParams(origin + mean, variances, floor)
+        s1, s2, mass = sums
+        means, variances = parameters_from_moments(_DIAG, nk, s1, s2, mass, 0.0)
+        floor = np.full(s1.shape[1], self.min_variance)
+        return NormalParams(means, np.maximum(variances, floor), floor)
 
     def n_parameters(self, params: NormalParams) -> int:
         return int(params.means.size + params.variances.size)

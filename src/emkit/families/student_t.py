@@ -258,7 +258,7 @@ class StudentT(Family):
         su, sux, suxx, slog = sums
         K, D = sux.shape
         origin = self._origin(D)
-        empty = nk <= 2.0 * EPS  # no responsibility at all: keep finite placeholders
+        empty = nk <= 2.0 * EPS * nk.sum()  # no responsibility: keep finite placeholders
         s = np.where(empty, 1.0, su)
         means_c = sux / s[:, None]
         scatter = suxx - s[:, None, None] * means_c[:, :, None] * means_c[:, None, :]

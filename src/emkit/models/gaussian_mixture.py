@@ -10,7 +10,15 @@ import numpy as np
 
 from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import Stats
-from emkit.families.covariance import CovarianceStructure
+from emkit.families._mixture_kernels import normalize_rows
+from emkit.families.base import floored_counts
+from emkit.families.covariance import (
+    CovarianceStructure,
+    mahalanobis_about,
+    moments_about,
+    parameters_from_moments,
+    shared_origins,
+)
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
@@ -39,14 +47,17 @@ class GaussianMixtureParams:
 
 @dataclass(frozen=True)
 class GaussianMixtureStats(Stats):
-    """``n_k = Σ w r_nk``, ``s_k = Σ w r_nk x_n`` and the structure's second moment.
+    """``n_k = Σ w r_nk``, ``s_k = Σ w r_nk (x_n − c_k)``, the structure's second moment about
+    ``c_k`` and ``mass_k = n_k c_k`` (so the sums say their centres, and add).
 
-    Sums are about the model's fixed origin.
+    The centres are those of :func:`~emkit.families.covariance.shared_origins` for the
+    parameters of the E-step (exact at any offset), or the starting partition's means.
     """
 
     nk: np.ndarray
     sx: np.ndarray
     sxx: np.ndarray
+    mass: np.ndarray
 
 
 def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,17 +75,20 @@ def _prepared(model: GaussianMixtureModel, params: GaussianMixtureParams) -> tup
 
     Both are immutable and hashed by identity, so this is a memo of a pure function.
     """
-    origin = model._origin(params.n_features)
+    centres = shared_origins(
+        model.covariance, params.means, params.precisions_cholesky, model.origin
+    )
     factors = model.covariance.prepare(params.precisions_cholesky)
-    return origin, params.means - origin, factors, model._log_const(params)
+    return centres, bool(np.all(centres == centres[0])), factors, model._log_const(params)
 
 
 @dataclass(frozen=True, eq=False)
 class GaussianMixtureModel:
     """A K-component Gaussian mixture with a covariance structure object.
 
-    ``origin`` is a fixed point near the data mean: statistics are accumulated about it so that
-    second moments do not lose digits to a large offset.
+    ``origin`` is a fixed point near the data mean, the centre of the statistics of a soft
+    random start; the E-step's statistics are about per-component centres (exact at any
+    offset, see :mod:`emkit.families.covariance`).
     """
 
     n_components: int
@@ -88,6 +102,10 @@ class GaussianMixtureModel:
     def _origin(self, D: int) -> np.ndarray:
         return np.zeros(D) if self.origin is None else self.origin
 
+    def centres(self, params: GaussianMixtureParams) -> np.ndarray:
+        """Each component's origin for the sums under ``params`` (``shared_origins``)."""
+        return _prepared(self, params)[0]
+
     def _log_const(self, params: GaussianMixtureParams) -> np.ndarray:
         """``log π_k + ½ log det Λ_k − (D/2) log 2π``."""
         K, D = params.means.shape
@@ -99,9 +117,9 @@ class GaussianMixtureModel:
 
     def component_log_prob(self, params: GaussianMixtureParams, X: np.ndarray) -> np.ndarray:
         """``log π_k + log N(x_n | μ_k, Σ_k)`` as ``(n, K)`` in the dtype of ``X``."""
-        origin = self._origin(X.shape[1])
-        maha = self.covariance.mahalanobis(
-            X - origin.astype(X.dtype), params.means - origin, params.precisions_cholesky
+        centres = self.centres(params)
+        maha = mahalanobis_about(
+            self.covariance, X, params.means, params.precisions_cholesky, centres
         )
         maha *= -0.5
         maha += self._log_const(params).astype(X.dtype)
@@ -110,46 +128,67 @@ class GaussianMixtureModel:
     # --- engine protocol ----------------------------------------------------------------------
     def e_step(self, params: GaussianMixtureParams, batch: Batch) -> GaussianMixtureStats:
         X, w = batch.X, batch.weights
-        origin, means_c, factors, log_const = _prepared(self, params)
-        chunk = self.covariance.accumulate(
-            X - origin.astype(X.dtype), w, means_c, factors, log_const
-        )
+        centres, shared, factors, log_const = _prepared(self, params)
+        if shared:  # one origin for all components: the structure's fused BLAS-3 E-step
+            origin = centres[0]
+            chunk = self.covariance.accumulate(
+                X - origin.astype(X.dtype), w, params.means - origin, factors, log_const
+            )
+            nk, sx, sxx, row_ll = chunk.nk, chunk.sx, chunk.sxx, chunk.row_ll
+        else:  # far-apart groups of components: densities and sums about each group's origin
+            logp = mahalanobis_about(
+                self.covariance, X.astype(np.float64), params.means,
+                params.precisions_cholesky, centres,
+            )
+            logp *= -0.5
+            logp += log_const
+            row_ll = np.empty(X.shape[0])
+            normalize_rows(logp, w, row_ll)  # logp becomes R = w·r
+            nk = logp.sum(axis=0)
+            sx, sxx = moments_about(self.covariance, X, logp, centres)
         return GaussianMixtureStats(
-            loglik=float(w @ chunk.row_ll),
+            loglik=float(w @ row_ll),
             weight=float(w.sum()),
-            nk=chunk.nk,
-            sx=chunk.sx,
-            sxx=chunk.sxx,
+            nk=nk,
+            sx=sx,
+            sxx=sxx,
+            mass=nk[:, None] * centres,
         )
 
     def stats_from_resp(
-        self, X: np.ndarray, w: np.ndarray, R: np.ndarray, loglik: float = 0.0
+        self,
+        X: np.ndarray,
+        w: np.ndarray,
+        R: np.ndarray,
+        loglik: float = 0.0,
+        centres: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
     ) -> GaussianMixtureStats:
-        """Statistics of rows ``X`` given weighted responsibilities ``R = w_n r_nk``."""
-        D = X.shape[1]
-        Xc = X - self._origin(D).astype(X.dtype)
-        return GaussianMixtureStats(
-            loglik=loglik,
-            weight=float(w.sum()),
-            nk=R.sum(axis=0, dtype=np.float64),
-            sx=(R.T @ Xc).astype(np.float64),
-            sxx=np.asarray(self.covariance.second_moment(Xc, R, w), dtype=np.float64),
-        )
+        """Statistics of rows ``X`` given weighted responsibilities ``R = w_n r_nk``, about
+        ``centres`` (default: the model's origin); ``labels`` for hard assignments."""
+        K, D = R.shape[1], X.shape[1]
+        if centres is None:
+            centres = np.broadcast_to(self._origin(D), (K, D))
+        nk = R.sum(axis=0, dtype=np.float64)
+        sx, sxx = moments_about(self.covariance, X, R, centres, labels)
+        return GaussianMixtureStats(loglik, float(w.sum()), nk, sx, sxx, nk[:, None] * centres)
 
     def m_step(
         self, stats: GaussianMixtureStats, params: GaussianMixtureParams | None = None
     ) -> GaussianMixtureParams:
-        nk = stats.nk + 10.0 * np.finfo(np.float64).eps
-        means_c = stats.sx / nk[:, None]
-        cov = self.covariance.covariances(nk, means_c, stats.sxx, self.reg_covar)
-        weights = nk / nk.sum()
-        D = means_c.shape[1]
-        collapsed = np.flatnonzero(stats.nk <= self.collapse_fraction * stats.nk.sum())
-        if collapsed.size and collapsed.size < nk.size:
-            weights, means_c, cov = self._reseed(collapsed, weights, means_c, cov, D)
+        """The sums say their own centres (``mass / n_k``), so ``params`` is not needed."""
+        means, cov = parameters_from_moments(
+            self.covariance, stats.nk, stats.sx, stats.sxx, stats.mass, self.reg_covar
+        )
+        total = stats.nk.sum()
+        weights = floored_counts(stats.nk)
+        weights = weights / weights.sum()
+        collapsed = np.flatnonzero(stats.nk <= self.collapse_fraction * total)
+        if collapsed.size and collapsed.size < weights.size:
+            weights, means, cov = self._reseed(collapsed, weights, means, cov, means.shape[1])
         return GaussianMixtureParams(
             weights=weights,
-            means=means_c + self._origin(D),
+            means=means,
             precisions_cholesky=self.covariance.precisions_cholesky(cov),
         )
 
@@ -231,16 +270,29 @@ class GaussianMixtureModel:
         raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_method!r}")
 
     def from_labels(self, data: ArrayData, labels: np.ndarray) -> GaussianMixtureParams:
-        """One M-step on hard assignments ``labels`` (chunked: no dense N×K temporary)."""
-        total = None
+        """One M-step on hard assignments ``labels`` (chunked: no dense N×K temporary).
+
+        Two passes: the labelled means (plain float64 sums, no origin to lose digits to), then
+        the sums about them (each row about its own component's mean)."""
         step = 65536
-        K = self.n_components
-        for start in range(0, data.n_rows, step):
-            sl = slice(start, start + step)
-            w = data.weights[sl]
-            R = np.zeros((w.size, K), dtype=data.X.dtype)
-            R[np.arange(w.size), labels[sl]] = w
-            s = self.stats_from_resp(data.X[sl], w, R)
+        K, D = self.n_components, data.width
+
+        def chunks():
+            for start in range(0, data.n_rows, step):
+                sl = slice(start, start + step)
+                w = data.weights[sl]
+                R = np.zeros((w.size, K))
+                R[np.arange(w.size), labels[sl]] = w
+                yield sl, w, R
+
+        nk, sums = np.zeros(K), np.zeros((K, D))
+        for sl, _, R in chunks():
+            nk += R.sum(axis=0)
+            sums += R.T @ np.asarray(data.X[sl], dtype=np.float64)
+        centres = sums / np.where(nk > 0.0, nk, 1.0)[:, None]
+        total = None
+        for sl, w, R in chunks():
+            s = self.stats_from_resp(data.X[sl], w, R, centres=centres, labels=labels[sl])
             total = s if total is None else total + s
         return self.m_step(total)
 

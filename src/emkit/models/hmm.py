@@ -24,7 +24,7 @@ import numpy as np
 from emkit._validation import real_array
 from emkit.engine.data import SequenceBatch, SequenceData
 from emkit.engine.stats import Stats, add_leaves
-from emkit.families.base import Family
+from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
 from emkit.models._hmm_kernels import forward_backward, sample_states, viterbi
 from emkit.models.gaussian_mixture import ComponentCollapseWarning
@@ -285,7 +285,7 @@ class HMMModel:
                 startprob = stats.start / total
         if self.learn.transitions:
             rows = stats.trans.sum(axis=1)
-            seen = rows > EPS * max(1.0, rows.sum())
+            seen = rows > EPS * rows.sum()  # relative: weights of any scale
             transmat = transmat.copy()
             transmat[seen] = stats.trans[seen] / rows[seen, None]
         if self.learn.emissions:
@@ -294,8 +294,8 @@ class HMMModel:
 
     def _emission_m_step(self, sums: tuple, nk: np.ndarray, current: Any) -> Any:
         if self._held and current is not None:
-            return self.emission.m_step_holding(sums, nk + EPS, current, self._held)
-        emission = self.emission.m_step(sums, nk + EPS, current)
+            return self.emission.m_step_holding(sums, floored_counts(nk), current, self._held)
+        emission = self.emission.m_step(sums, floored_counts(nk), current)
         dead = np.flatnonzero(nk <= self.collapse_fraction * nk.sum())
         if dead.size and dead.size < nk.size:
             # a state without observations keeps finite emission parameters (a copy of the

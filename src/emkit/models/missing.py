@@ -267,12 +267,12 @@ def mixture_missing_stats(
     covs: np.ndarray,
     X: np.ndarray,
     w: np.ndarray,
-    origin: np.ndarray,
+    centres: np.ndarray,
 ) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
     """E-step of a mixture on rows with NaN: ``(loglik, weight, n_k, s_k, second)`` about
-    ``origin``; ``s_k = Σ w r x̂_k``, second moments ``Σ w r (x̂_k x̂_kᵀ + C_k)`` in the
-    structure's shape (full ``(K,D,D)``, tied ``(D,D)``, diag/spherical ``(K,D)`` diagonals).
-    Rows with every cell missing contribute nothing."""
+    each component's centre ``centres[k]``; ``s_k = Σ w r x̂_k``, second moments
+    ``Σ w r (x̂_k x̂_kᵀ + C_k)`` in the structure's shape (full ``(K,D,D)``, tied ``(D,D)``,
+    diag/spherical ``(K,D)`` diagonals).  Rows with every cell missing contribute nothing."""
     K, D = means.shape
     X = np.asarray(X, dtype=np.float64)
     nk, sx = np.zeros(K), np.zeros((K, D))
@@ -287,7 +287,7 @@ def mixture_missing_stats(
         loglik += float(wp @ row_ll)
         weight += float(wp.sum())
         nk += R.sum(axis=0)
-        add_pattern_sums(structure, pat, R, origin, sx, second)
+        add_pattern_sums(structure, pat, R, centres, sx, second)
     return loglik, weight, nk, sx, second
 
 
@@ -335,15 +335,10 @@ class MissingGaussianMixtureModel(GaussianMixtureModel):
         if not np.isnan(batch.X).any():
             return super().e_step(params, batch)
         log_w, covs = self._pieces(params)
+        centres = self.centres(params)  # the complete batches' centres: the sums add
         try:
             ll, weight, nk, sx, second = mixture_missing_stats(
-                self.covariance,
-                log_w,
-                params.means,
-                covs,
-                batch.X,
-                batch.weights,
-                self._origin(params.n_features),
+                self.covariance, log_w, params.means, covs, batch.X, batch.weights, centres
             )
         except CovarianceError:
             K, D = params.means.shape
@@ -354,8 +349,9 @@ class MissingGaussianMixtureModel(GaussianMixtureModel):
                 np.zeros(K),
                 np.zeros((K, D)),
                 np.zeros(shape),
+                np.zeros((K, D)),
             )
-        return GaussianMixtureStats(ll, weight, nk, sx, second)
+        return GaussianMixtureStats(ll, weight, nk, sx, second, nk[:, None] * centres)
 
     def component_log_prob(self, params: Any, X: np.ndarray) -> np.ndarray:
         if not np.isnan(X).any():

@@ -11,7 +11,7 @@ import numpy as np
 from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import Stats
 from emkit.families._mixture_kernels import normalize_rows
-from emkit.families.base import Family
+from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
 from emkit.models.gaussian_mixture import ComponentCollapseWarning
 
@@ -101,7 +101,7 @@ class FamilyMixture:
         )
 
     def m_step(self, stats: MixtureStats, params: MixtureParams | None = None) -> MixtureParams:
-        nk = stats.nk + 10.0 * np.finfo(np.float64).eps
+        nk = floored_counts(stats.nk)  # relative: the fit does not depend on the weights' scale
         components = self.family.m_step(stats.sums, nk, params.components if params else None)
         weights = nk / nk.sum()
         dead = np.flatnonzero(stats.nk <= self.collapse_fraction * stats.nk.sum())
