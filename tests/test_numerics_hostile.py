@@ -104,6 +104,27 @@ def test_families_and_hmms_are_exact_for_far_apart_clusters(make) -> None:
         np.testing.assert_allclose(variances[k], np.diag(cov) + reg, rtol=1e-9)
 
 
+@pytest.mark.parametrize("offset", [1e7, 1e8])
+def test_student_t_mixture_is_exact_for_far_apart_clusters(offset) -> None:
+    """The same two t clusters 1e4 apart (no shared responsibility, no rounding to speak of)
+    and 1e7 or 1e8 apart give the same fit, up to the input's rounding at the offset (the
+    statistics sum about 1e8 lost 2 % of the scale at 1e7 and failed at 1e8)."""
+    n = 300
+
+    def fit(offset: float):
+        rng = np.random.default_rng(5)
+        X = np.concatenate([rng.standard_t(4.0, (n, 2)), offset + rng.standard_t(4.0, (n, 2))])
+        model = emkit.MixtureModel("student_t", 2, tol=1e-10, random_state=0).fit(X)
+        order = _by_first_mean(model.means_)
+        shift = np.array([[0.0], [offset]])
+        return model.means_[order] - shift, model.covariances_[order], model.dof_[order]
+
+    near, far = fit(1e4), fit(offset)
+    np.testing.assert_allclose(far[0], near[0], atol=2e-8)
+    np.testing.assert_allclose(far[1], near[1], rtol=1e-8)
+    np.testing.assert_allclose(far[2], near[2], rtol=1e-9)
+
+
 def test_missing_cells_far_away_give_the_fit_of_the_same_cluster_near_by() -> None:
     """Separated clusters fit independently: moving one by 1e8 moves its mean and keeps its
     covariance (up to the input's rounding at 1e8)."""

@@ -266,15 +266,16 @@ def test_covariances_invert_the_precision_factor() -> None:
 
 
 def test_e_step_sums_match_a_direct_computation() -> None:
-    """The shifted, about-the-mean sums equal the textbook sums about the origin."""
+    """The shifted, about-the-mean sums equal the textbook sums about each centre."""
     rng = np.random.default_rng(2)
     params = random_params(rng, 2, 3)
     X = rng.normal(size=(50, 3)) * 3.0 + 100.0
     R = rng.dirichlet(np.ones(2), size=50) * rng.uniform(0.5, 2.0, size=(50, 1))
     family = StudentT().configure(X)
-    su, sux, suxx, slog = family.accumulate(params, X, R)
-    o = family.origin
+    su, sux, suxx, slog, mass = family.accumulate(params, X, R)
+    centres = family.centres(params)
     for k in range(2):
+        o = centres[k]
         diff = X - params.means[k]
         delta = np.einsum("nd,de,ne->n", diff, np.linalg.inv(params.covariances[k]), diff)
         u = (params.dof[k] + 3) / (params.dof[k] + delta)
@@ -283,6 +284,7 @@ def test_e_step_sums_match_a_direct_computation() -> None:
         np.testing.assert_allclose(sux[k], Ru @ (X - o), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(suxx[k], ((X - o) * Ru[:, None]).T @ (X - o), rtol=1e-10)
         np.testing.assert_allclose(slog[k], R[:, k] @ (np.log(u) - u), rtol=1e-12)
+        np.testing.assert_allclose(mass[k], Ru.sum() * o, rtol=1e-12)
 
 
 def test_m_step_mean_and_scale_are_the_weighted_estimates() -> None:
@@ -313,7 +315,7 @@ def test_dof_update_is_the_maximiser_of_its_q_function() -> None:
     X = rng.standard_t(3.0, size=(2000, 1))
     old = StudentTParams(np.zeros((1, 1)), np.ones((1, 1, 1)), np.array([6.0]))
     family = StudentT()
-    _, _, _, slog = family.accumulate(old, X, np.ones((2000, 1)))
+    slog = family.accumulate(old, X, np.ones((2000, 1)))[3]
     new = family.m_step(family.accumulate(old, X, np.ones((2000, 1))), np.array([2000.0]), old)
     half = 0.5 * (6.0 + 1)
     c = slog[0] / 2000.0 + digamma(half) - np.log(half)

@@ -15,11 +15,12 @@ The expected complete-data log-likelihood separates into a (μ, Σ) part and a c
 so these updates maximise it exactly (up to the root finder's tolerance and ``reg_covar``):
 the observed log-likelihood never decreases.
 
-Additive sums per component (float64): ``Σ R u``, ``Σ R u (x − o)``, ``Σ R u (x − o)(x − o)ᵀ``
-and ``Σ R (log u − u)``, about a fixed ``origin`` ``o`` (the training data's mean, set by
-:meth:`StudentT.configure`).  Each chunk forms its second moment about the current component
-means (nothing cancels there) and shifts it to the origin exactly, so chunk sums add, and
-statistics gathered under different parameters still combine (online EM).
+Additive sums per component (float64): ``Σ R u``, ``Σ R u (x − c_k)``,
+``Σ R u (x − c_k)(x − c_k)ᵀ``, ``Σ R (log u − u)`` and ``Σ R u c_k``, about each component's
+centre ``c_k`` (those of a full Gaussian, :func:`~emkit.families.covariance.shared_origins`:
+the fixed ``origin`` near the data mean, set by :meth:`StudentT.configure`, for ordinary data;
+a component far from the others gets its own), so the scale ``S_k/n_k − s_k s_kᵀ/(n_k Σ R u)``
+is exact at any offset and the sums say their centres (``c_k = Σ R u c_k / Σ R u``).
 
 Missing cells (NaN; Liu & Rubin 1995): a row with observed block ``o`` (``p`` cells) has the
 ``t_ν(μ_o, Σ_oo)`` density; ``u = (ν + p)/(ν + δ_o)``, the missing block enters the sums at its
@@ -45,7 +46,13 @@ from emkit.families.base import (
     expect_params,
     reject_values,
 )
-from emkit.families.covariance import Full, check_factor_matrices
+from emkit.families.covariance import (
+    Full,
+    check_factor_matrices,
+    moments_about,
+    shared_origins,
+    start_centres,
+)
 from emkit.families.missing_cells import gaussian_patterns, incomplete_rows
 
 _FULL = Full()
@@ -72,8 +79,8 @@ class StudentT(Family):
 
     ``reg_covar`` is added to the diagonal of every scale matrix (as in the Gaussian mixture);
     ``fixed_dof`` fixes every ``ν_k`` (``None``: estimated by the ECM update, starting from
-    ``init_dof``, kept within ``dof_bounds``); ``origin`` is the point the statistics are taken
-    about (``configure`` sets it to the data mean; ``None`` means zero).
+    ``init_dof``, kept within ``dof_bounds``); ``origin`` is the centre of the statistics of
+    components near the data (``configure`` sets it to the data mean; ``None`` means zero).
     """
 
     name = "student_t"
@@ -186,8 +193,9 @@ class StudentT(Family):
 
     # --- E- and M-step ------------------------------------------------------------------------
     def accumulate(self, params: StudentTParams | None, X: np.ndarray, R: np.ndarray) -> tuple:
-        """``(Σ R u, Σ R u (x−o), Σ R u (x−o)(x−o)ᵀ, Σ R (log u − u))``; ``u = 1`` when
-        ``params`` is None (initialisation: the Gaussian moments of the starting partition)."""
+        """``(Σ R u, Σ R u (x−c), Σ R u (x−c)(x−c)ᵀ, Σ R (log u − u), Σ R u c)`` about the
+        centres ``c_k`` of ``params``; ``u = 1`` when ``params`` is None (initialisation: the
+        Gaussian moments of the starting partition, about its means)."""
         X = np.asarray(X, dtype=np.float64)
         R = np.asarray(R, dtype=np.float64)
         incomplete = incomplete_rows(X)
@@ -203,7 +211,7 @@ class StudentT(Family):
         """The sums of rows with NaN cells (module docstring), per missingness pattern."""
         n, D = X.shape
         K = R.shape[1]
-        origin = self._origin(D)
+        centres = self.centres(params)
         nu = params.dof
         su, sux, suxx, slog = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)), np.zeros(K)
         for pat in self._patterns(params, X):
@@ -213,25 +221,26 @@ class StudentT(Family):
             shift = digamma(0.5 * (nu + p)) - np.log(0.5 * (nu + p))
             shift -= digamma(0.5 * (nu + D)) - np.log(0.5 * (nu + D))  # m_step adds the D term
             for k in range(K):
-                xc = pat.xhat[k] - origin
+                xc = pat.xhat[k] - centres[k]
                 su[k] += Ru[:, k].sum()
                 sux[k] += Ru[:, k] @ xc
                 suxx[k] += (xc * Ru[:, k : k + 1]).T @ xc
                 if m.size:
                     suxx[k][np.ix_(m, m)] += Rp[:, k].sum() * pat.cond[k]
                 slog[k] += Rp[:, k] @ (np.log(u[:, k]) - u[:, k]) + Rp[:, k].sum() * shift[k]
-        return (su, sux, suxx, slog)
+        return (su, sux, suxx, slog, su[:, None] * centres)
 
     def _accumulate_complete(
         self, params: StudentTParams | None, X: np.ndarray, R: np.ndarray
     ) -> tuple:
         n, D = X.shape
         K = R.shape[1]
-        origin = self._origin(D)
         if params is None:
-            Xc = X - origin
+            centres, labels = start_centres(X, R, self._origin(D))
             su = R.sum(axis=0)
-            return (su, R.T @ Xc, _FULL.second_moment(Xc, R, None), -su)
+            sux, suxx = moments_about(_FULL, X, R, centres, labels)
+            return (su, sux, suxx, -su, su[:, None] * centres)
+        centres = self.centres(params)
         su = np.empty(K)
         sux = np.empty((K, D))
         suxx = np.empty((K, D, D))
@@ -244,29 +253,34 @@ class StudentT(Family):
             u = (nu + D) / (nu + delta)
             Ru = R[:, k] * u
             s = Ru.sum()
-            m = params.means[k] - origin
+            m = params.means[k] - centres[k]  # zero unless k shares a centre with others
             first = Ru @ diff  # Σ R u (x − μ_k)
             outer = first[:, None] * m[None, :]
             su[k] = s
             sux[k] = first + s * m
-            # Σ R u (x−o)(x−o)ᵀ = C + f mᵀ + m fᵀ + s m mᵀ, with C about μ_k and m = μ_k − o
+            # Σ R u (x−c)(x−c)ᵀ = C + f mᵀ + m fᵀ + s m mᵀ, with C about μ_k and m = μ_k − c
             suxx[k] = (diff * Ru[:, None]).T @ diff + outer + outer.T + s * np.outer(m, m)
             slog[k] = R[:, k] @ (np.log(u) - u)
-        return (su, sux, suxx, slog)
+        return (su, sux, suxx, slog, su[:, None] * centres)
+
+    def centres(self, params: StudentTParams) -> np.ndarray:
+        """Each component's centre ``c_k`` for the sums under ``params`` (``shared_origins``)."""
+        D = params.means.shape[1]
+        return shared_origins(_FULL, params.means, params.precisions_cholesky, self._origin(D))
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: StudentTParams | None) -> StudentTParams:
-        su, sux, suxx, slog = sums
+        su, sux, suxx, slog, mass = sums
         K, D = sux.shape
         origin = self._origin(D)
         empty = nk <= 2.0 * EPS * nk.sum()  # no responsibility: keep finite placeholders
         s = np.where(empty, 1.0, su)
-        means_c = sux / s[:, None]
+        means_c = sux / s[:, None]  # μ_k − c_k
         scatter = suxx - s[:, None, None] * means_c[:, :, None] * means_c[:, None, :]
         cov = scatter / np.where(empty, 1.0, nk)[:, None, None]
         cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
         idx = np.arange(D)
         cov[:, idx, idx] += self.reg_covar
-        means = means_c + origin
+        means = means_c + mass / s[:, None]
         if empty.any():
             if params is not None:
                 means[empty] = params.means[empty]
