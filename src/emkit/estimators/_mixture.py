@@ -150,15 +150,10 @@ class MixtureInference:
 
 
 def check_contamination(contamination: Any) -> float:
-    """``contamination`` as a float in (0, 0.5], else ``ValueError``."""
-    try:
-        value = float(contamination)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"contamination must be a number in (0, 0.5], got {contamination!r}"
-        ) from None
+    """``contamination`` as a float in (0, 0.5], else an :class:`InputError`."""
+    value = real_number(contamination, "contamination")
     if not 0.0 < value <= 0.5:
-        raise ValueError(f"contamination must be in (0, 0.5], got {contamination!r}")
+        raise InputError(f"contamination must be in (0, 0.5], got {contamination!r}")
     return value
 
 
