@@ -189,6 +189,15 @@ def test_regular_file_is_still_replaced_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
 
 
+def test_replacing_a_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    emkit.io.atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"new"
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 @needs_fifo
 def test_fifo_gets_the_bytes_and_stays_a_fifo(tmp_path):
     import stat

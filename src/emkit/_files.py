@@ -60,16 +60,19 @@ def write_bytes(path: str | os.PathLike, payload: bytes) -> None:
         with open(target, "wb") as fh:
             fh.write(payload)
         return
-    _replace_atomically(target, payload)
+    _replace_atomically(target, payload, None if mode is None else stat.S_IMODE(mode))
 
 
-def _replace_atomically(path: Path, payload: bytes) -> None:
+def _replace_atomically(path: Path, payload: bytes, mode: int | None) -> None:
+    """``mode``: the permissions of the file replaced (kept), ``None`` for a new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600: give the usual permissions
+        if mode is None:  # mkstemp creates 0600: give a new file the usual permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
