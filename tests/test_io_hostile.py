@@ -265,6 +265,9 @@ def with_nan(a: np.ndarray) -> np.ndarray:
         ("log_density_quantiles_", with_nan, r"log_density_quantiles_ contains NaN"),
         ("log_density_quantiles_", lambda q: q[::-1], r"non-decreasing"),
         ("means_", lambda m: m.astype(np.int64), r"means_ must be a float32 or float64 array"),
+        ("history_", with_nan, r"history_ contains NaN or inf"),
+        ("history_", lambda h: h[:, None], r"history_ must have 1 axis"),
+        ("restart_objectives_", lambda r: r + np.inf, r"restart_objectives_ contains NaN"),
     ],
 )
 def test_invalid_gaussian_mixture_values_are_refused(saved, key, change, match) -> None:
@@ -291,6 +294,10 @@ def test_derived_arrays_are_rebuilt_from_the_factors(saved, gmm) -> None:
         (lambda h: h["arrays"].remove("weights_") or h["attributes"].update(weights_=[1]),
          r"the fitted array weights_ is missing \(got list\)"),
         (lambda h: h["arrays"].remove("means_"), r"the fitted array means_ is missing"),
+        (lambda h: h["attributes"].update(lower_bound_=float("nan")), r"lower_bound_ must be"),
+        (lambda h: h["attributes"].update(lower_bound_="x"), r"lower_bound_ must be float"),
+        (lambda h: h["attributes"].update(best_restart_=1), r"best_restart_ is 1, but there"),
+        (lambda h: h["attributes"].update(best_restart_=-1), r"best_restart_ must be int >= 0"),
     ],
 )
 def test_invalid_header_values_are_refused(saved, change, match) -> None:

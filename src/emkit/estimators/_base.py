@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from emkit._validation import InputError
+from emkit._validation import InputError, check_finite, real_array
 from emkit.engine import EMConfig, FitResult, NumericalError, ProgressCallback, fit
 
 
@@ -76,6 +76,7 @@ def check_fitted_common(estimator: Any, n_features: int | None = None) -> int:
     D = fitted_scalar(estimator, "n_features_in_", int, 1)
     if n_features is not None and D != n_features:
         raise InputError(f"n_features_in_ is {D}, but the parameters describe {n_features}")
+    _check_fit_record(estimator)
     names = estimator.__dict__.get("feature_names_in_")
     if names is not None:
         ok = isinstance(names, np.ndarray) and names.shape == (D,)
@@ -84,13 +85,35 @@ def check_fitted_common(estimator: Any, n_features: int | None = None) -> int:
     return D
 
 
+def _check_fit_record(estimator: Any) -> None:
+    """The record of the fit, where present: ``lower_bound_`` a finite float, ``history_`` and
+    ``restart_objectives_`` 1-D finite arrays, ``best_restart_`` an index of the latter."""
+    state = estimator.__dict__
+    if "lower_bound_" in state:
+        fitted_scalar(estimator, "lower_bound_", float)
+        if not np.isfinite(state["lower_bound_"]):
+            raise InputError(f"lower_bound_ must be finite, got {state['lower_bound_']!r}")
+    for name in ("history_", "restart_objectives_"):
+        if name in state:
+            values = real_array(state[name], name)
+            if values.ndim != 1:
+                raise InputError(f"{name} must have 1 axis, got shape {values.shape}")
+            check_finite(values, name)
+    if "best_restart_" in state:
+        best = fitted_scalar(estimator, "best_restart_", int, 0)
+        runs = state.get("restart_objectives_")
+        if runs is not None and best >= len(runs):
+            raise InputError(f"best_restart_ is {best}, but there are {len(runs)} restarts")
+
+
 class EMEstimator(SavedEstimator, BaseEstimator):
     """Base of the scikit-learn shells: subclasses build a model and convert parameters.
 
     Subclasses implement ``_build_model(X, w)``, ``_start_params(model, data, rng)`` (a user start
     or None), ``_set_fitted(params)`` and ``_get_fitted_params()``.  Estimators that take
     ``short_runs`` / ``short_iter`` (emEM starts) pass them to the engine; ``restart_objectives_``
-    holds the objective reached from every start and ``best_restart_`` the index of the winner.
+    holds the mean objective (per unit weight, as ``lower_bound_``) reached from every start and
+    ``best_restart_`` the index of the winner.
     ``_start_arguments`` names the parameters that give a user start (named in its errors).
     """
 
@@ -149,7 +172,8 @@ class EMEstimator(SavedEstimator, BaseEstimator):
         self.n_estep_ = int(result.n_estep)
         self.lower_bound_ = float(result.mean_objective)
         self.history_ = np.asarray(result.history)
-        self.restart_objectives_ = np.asarray(result.restart_objectives)
+        # per unit weight, as lower_bound_ and history_ (every start sees the same data)
+        self.restart_objectives_ = np.asarray(result.restart_objectives) / result.stats.weight
         self.best_restart_ = int(result.best_restart)
         if not result.converged and config.max_iter > 0 and config.monitor.stops_early:
             warnings.warn(
