@@ -235,6 +235,31 @@ def test_dev_null_stays_a_device(runner, data):
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+WRITE_TO_DEV_STDOUT = "from emkit._files import write_bytes; write_bytes('/dev/stdout', b'ok\\n')"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="no /dev/stdout here")
+def test_dev_stdout_into_a_pipe_prints(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", WRITE_TO_DEV_STDOUT], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"ok\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="no /dev/stdout here")
+def test_dev_stdout_into_a_file_writes_the_file_the_shell_opened(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as fh:
+        inode = os.fstat(fh.fileno()).st_ino
+        subprocess.run([sys.executable, "-c", WRITE_TO_DEV_STDOUT], stdout=fh, check=True)
+    assert out.read_bytes() == b"ok\n" and out.stat().st_ino == inode  # not replaced
+
+
 def test_dash_writes_the_model_to_stdout_and_the_summary_to_stderr(runner, data, tmp_path):
     result = runner.invoke(main, ["fit", "gmm", str(data), "-k", "2", "--seed", "0", "-o", "-"])
     assert result.exit_code == 0, result.output

@@ -119,3 +119,24 @@ def test_a_start_with_no_density_names_the_start_arguments() -> None:
         emkit.MixtureModel("poisson", 2, components_init={"rates": [[-1.0], [2.0]]}).fit(counts)
     with pytest.raises(InputError, match="parameters are a PoissonParams, got int"):
         emkit.MixtureModel("poisson", 2, components_init=5).fit(counts)
+
+
+def test_emission_init_takes_covariances_and_names_what_is_wrong() -> None:
+    Y = np.random.default_rng(0).normal(size=(60, 1)) + np.repeat([[0.0], [8.0]], 30, axis=0)
+    start = {"means": [[0.0], [8.0]], "covariances": [[1.0], [2.0]]}
+    hmm = emkit.GaussianHMM(2, emission_init=start, max_iter=1, tol=0.0).fit(Y)
+    ref = emkit.GaussianHMM(2, emission_init={
+        "means": [[0.0], [8.0]], "precisions_cholesky": 1.0 / np.sqrt([[1.0], [2.0]])
+    }, max_iter=1, tol=0.0).fit(Y)
+    np.testing.assert_allclose(hmm.means_, ref.means_, rtol=1e-12)
+    bad = [
+        ({"means": [[0.0], [8.0]], "covariances": [[1.0], [-1.0]]},
+         r"covariances\[1\] must be positive definite"),
+        ({"means": [[0.0], [8.0]], "covariances": np.ones((2, 1, 1))},
+         r"covariances must have shape \(2, 1\) for covariance 'diag', got \(2, 1, 1\)"),
+        ({"means": [[0.0], [8.0]]},
+         r"emission_init lacks the array 'precisions_cholesky'.*means, covariances"),
+    ]
+    for init, match in bad:
+        with pytest.raises(InputError, match=match):
+            emkit.GaussianHMM(2, emission_init=init).fit(Y)

@@ -49,18 +49,25 @@ def write_bytes(path: str | os.PathLike, payload: bytes) -> None:
         stream.write(payload)
         stream.flush()
         return
-    target = Path(os.path.realpath(path))  # the end of a chain of links (kept as they are)
     try:
-        mode = target.stat().st_mode
+        mode = os.stat(path).st_mode  # through links: what the path finally names
     except FileNotFoundError:
         mode = None
     if mode is not None and stat.S_ISDIR(mode):
         raise IsADirectoryError(f"{path} is a folder: give a file name to write to")
-    if mode is not None and not stat.S_ISREG(mode):  # device, FIFO, socket
-        with open(target, "wb") as fh:
+    if mode is not None and (not stat.S_ISREG(mode) or _names_a_descriptor(path)):
+        # device, FIFO, socket, or /dev/stdout and kin (→ /proc/self/fd/1 → a pipe, or the
+        # file the shell opened): written through the given path, in place
+        with open(path, "wb") as fh:
             fh.write(payload)
         return
+    target = Path(os.path.realpath(path))  # the end of a chain of links (kept as they are)
     _replace_atomically(target, payload, None if mode is None else stat.S_IMODE(mode))
+
+
+def _names_a_descriptor(path: str | os.PathLike) -> bool:
+    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: a name for an open descriptor."""
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
 
 
 def _replace_atomically(path: Path, payload: bytes, mode: int | None) -> None:

@@ -208,8 +208,13 @@ class HMM(EMEstimator):
             if isinstance(init, Mapping):  # the family's named arrays (as a model file holds)
                 init = model.emission.restore({k: np.asarray(v) for k, v in init.items()})
             shape = model.emission.log_prob(init, data.X[:1]).shape
-        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-            raise ValueError(
+        except KeyError as exc:
+            raise InputError(
+                f"emission_init lacks the array {exc}: give the arrays a fitted model of "
+                f"{model.emission!r} describes ({_described_names(model, data)})"
+            ) from None
+        except (ValueError, IndexError, AttributeError, TypeError) as exc:
+            raise InputError(
                 f"emission_init does not fit this {model.emission!r} on {data.width} "
                 f"feature(s): {exc}"
             ) from None
@@ -696,3 +701,13 @@ def _path_log_prob(
     idx = np.flatnonzero(inner)
     total += float(log_trans[states[idx - 1], states[idx]].sum())
     return total
+
+
+def _described_names(model: HMMModel, data: SequenceData) -> str:
+    """The names of the arrays the emission family describes (those ``restore`` reads), from a
+    start on ``data``."""
+    try:
+        start = model.init(data, np.random.default_rng(0))
+    except ValueError:
+        return "the arrays of its fitted attributes"
+    return ", ".join(model.emission.describe(start.emission))

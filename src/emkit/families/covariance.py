@@ -39,15 +39,20 @@ class ChunkStats(NamedTuple):
 
 
 class CovarianceError(ValueError):
-    """A covariance matrix is not positive definite (names the component)."""
+    """A covariance matrix is not positive definite (names the component: ``component``,
+    ``None`` for a shared covariance)."""
+
+    component: int | None = None
 
 
 def _not_pd(k: int | None) -> CovarianceError:
     where = "the shared covariance" if k is None else f"the covariance of component {k}"
-    return CovarianceError(
+    error = CovarianceError(
         f"{where} is not positive definite: the component fits too few distinct points; "
         "increase reg_covar, reduce n_components, or scale the data"
     )
+    error.component = k
+    return error
 
 
 def _triangular_precision_cholesky(cov: np.ndarray, component: int | None) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from emkit._validation import InputError, check_finite, real_array
 from emkit.families.base import (
     Family,
     check_origin,
@@ -31,6 +32,7 @@ from emkit.families.base import (
     reject_values,
 )
 from emkit.families.covariance import (
+    CovarianceError,
     CovarianceStructure,
     covariance_structure,
     mahalanobis_about,
@@ -290,10 +292,26 @@ class Gaussian(Family):
         }
 
     def restore(self, arrays: Mapping[str, np.ndarray]) -> GaussianParams:
-        """The parameters from ``describe``'s arrays (the factors themselves: exact)."""
+        """The parameters from ``describe``'s arrays: the factors themselves (exact), else
+        the factors of ``covariances`` (a user start in the shape of the structure)."""
+        means = real_array(arrays["means"], "means").astype(np.float64)
+        if "precisions_cholesky" not in arrays and "covariances" in arrays:
+            cov = real_array(arrays["covariances"], "covariances").astype(np.float64)
+            K, D = means.shape if means.ndim == 2 else (0, 0)
+            want = self.covariance.shape(K, D)
+            if cov.shape != want:
+                raise InputError(
+                    f"covariances must have shape {want} for covariance "
+                    f"{self.covariance.covariance_type!r}, got {cov.shape}"
+                )
+            check_finite(cov, "covariances")
+            try:
+                return GaussianParams(means, self.covariance.precisions_cholesky(cov))
+            except CovarianceError as exc:
+                at = "" if exc.component is None else f"[{exc.component}]"
+                raise InputError(f"covariances{at} must be positive definite") from None
         return GaussianParams(
-            np.asarray(arrays["means"], dtype=np.float64),
-            np.asarray(arrays["precisions_cholesky"], dtype=np.float64),
+            means, np.asarray(arrays["precisions_cholesky"], dtype=np.float64)
         )
 
     def row_bytes(self, K: int, D: int) -> int:
