@@ -239,7 +239,7 @@ def check_settings(estimator: Any, bounds: tuple[tuple[str, float, bool], ...]) 
         valid = valid and (not integral or float(value).is_integer())
         if not valid:
             kind = "an integer" if integral else "a finite number"
-            raise ValueError(f"{name} must be {kind} >= {low}, got {value!r}")
+            raise InputError(f"{name} must be {kind} >= {low}, got {value!r}")
 
 
 # --- parameters: user starts and loaded model files share these checks -------------------------

@@ -41,14 +41,14 @@ def _category(value: Any, where: str) -> Any:
 
 
 def _columns_of(categories: Any) -> list[Sequence[Any]]:
-    """``categories`` as a list of per-column category lists, or a ValueError showing the form."""
+    """``categories`` as a list of per-column category lists, or an InputError showing the form."""
     form = "a list with one list of categories per column, e.g. [['no', 'yes']] or [[0, 1, 2]]"
     if isinstance(categories, (str, bytes, Mapping)) or not isinstance(categories, Iterable):
-        raise ValueError(f"categories must be {form}, got {categories!r}")
+        raise InputError(f"categories must be {form}, got {categories!r}")
     columns = list(categories)
     for j, column in enumerate(columns):
         if isinstance(column, (str, bytes, Mapping)) or not isinstance(column, Iterable):
-            raise ValueError(
+            raise InputError(
                 f"categories must be {form}; entry {j} is {column!r}, not a list of categories"
             )
     return columns
@@ -75,7 +75,7 @@ def project_simplex_floor(counts: np.ndarray, floor: float) -> np.ndarray:
     C = counts.shape[1]
     total = counts.sum(axis=1, keepdims=True)
     if C * floor >= 1.0:
-        raise ValueError(f"min_probability={floor} is too large for {C} categories")
+        raise InputError(f"min_probability={floor} is too large for {C} categories")
     uniform = np.full_like(counts, 1.0 / C)
     clamped = np.zeros(counts.shape, dtype=bool)
     p = uniform
@@ -103,19 +103,19 @@ class Categorical(Family):
                  min_probability: float = 1e-10):
         self.min_probability = float(min_probability)
         if not 0.0 < self.min_probability < 0.5:
-            raise ValueError(f"min_probability must lie in (0, 0.5), got {min_probability!r}")
+            raise InputError(f"min_probability must lie in (0, 0.5), got {min_probability!r}")
         self.categories: list[list[Any]] | None = None
         if categories is not None:
             self.categories = []
             for j, column in enumerate(_columns_of(categories)):
                 values = [_category(v, f"categories of column {j}") for v in column]
                 if not values:
-                    raise ValueError(f"column {j} has no categories")
+                    raise InputError(f"column {j} has no categories")
                 if len(set(values)) != len(values):
-                    raise ValueError(f"the categories of column {j} repeat a value: {values!r}")
+                    raise InputError(f"the categories of column {j} repeat a value: {values!r}")
                 self.categories.append(values)
             if not self.categories:
-                raise ValueError("categories must name at least one column")
+                raise InputError("categories must name at least one column")
             self._lookups = [{v: c for c, v in enumerate(col)} for col in self.categories]
             sizes = np.array([len(col) for col in self.categories])
             self.offsets = np.concatenate([[0], np.cumsum(sizes)])
