@@ -172,6 +172,21 @@ def test_raising_max_bytes_admits_a_large_model(saved, gmm, blobs) -> None:
     np.testing.assert_array_equal(loaded.predict(blobs), gmm.predict(blobs))
 
 
+@pytest.mark.parametrize("command", ["info", "predict", "detect"])
+def test_the_cli_caps_model_files_by_max_model_mb(saved, blobs, tmp_path, command) -> None:
+    from emkit.cli import main
+
+    data = tmp_path / "blobs.csv"
+    np.savetxt(data, blobs, delimiter=",", header="a,b", comments="")
+    args = [command, str(saved)] + ([] if command == "info" else [str(data)])
+    runner = CliRunner()
+    small = runner.invoke(main, [*args, "--max-model-mb", "0.001"])
+    assert small.exit_code == 2
+    assert "over the limit of 1048 bytes" in small.output
+    assert "--max-model-mb raises it" in small.output
+    assert runner.invoke(main, [*args, "--max-model-mb", "1"]).exit_code == 0
+
+
 def test_an_npy_header_declaring_8_terabytes_is_refused_without_allocating(saved) -> None:
     members = members_of(saved)
     header = {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}

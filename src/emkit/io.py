@@ -227,7 +227,7 @@ class _ModelArchive:
         if size > self.max_bytes + MAX_DIRECTORY_BYTES:
             raise self._error(
                 f"the file holds {size} bytes, over the limit of {self.max_bytes} bytes "
-                "(load(..., max_bytes=...) raises it)"
+                "(load(..., max_bytes=...) or the CLI's --max-model-mb raises it)"
             )
         tail_size = min(size, 22 + 65535)
         self.fh.seek(size - tail_size)
@@ -280,7 +280,8 @@ class _ModelArchive:
             if total > self.max_bytes:
                 raise self._error(
                     f"member {name!r} brings the declared size to {total} bytes, over the limit "
-                    f"of {self.max_bytes} bytes (load(..., max_bytes=...) raises it)"
+                    f"of {self.max_bytes} bytes (load(..., max_bytes=...) or the CLI's "
+                    "--max-model-mb raises it)"
                 )
 
     def _info(self, name: str, what: str) -> zipfile.ZipInfo:

@@ -19,7 +19,7 @@ from emkit._files import is_stdout, same_file
 from emkit._tabular import read_table
 from emkit._validation import InputError
 from emkit.engine.loop import NumericalError
-from emkit.io import ModelFileError, save
+from emkit.io import MAX_BYTES, ModelFileError, load, save
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     InputError,
@@ -76,6 +76,17 @@ class _Group(click.Group):
 _force_option = click.option(
     "--force", is_flag=True,
     help="Write an output even where it is the same file as an input (replacing the input).")
+
+_model_size_option = click.option(
+    "--max-model-mb", type=click.FloatRange(min=0.0, min_open=True),
+    default=MAX_BYTES / 2**20, show_default=True,
+    help="Refuse a model file whose contents exceed this many MiB (a guard against forged "
+         "files); raise it for an unusually large model.")
+
+
+def _load_model(path: Path, max_model_mb: float) -> Any:
+    """``emkit.load`` with the size cap of ``--max-model-mb``."""
+    return load(path, max_bytes=int(max_model_mb * 2**20))
 
 
 def _check_outputs(

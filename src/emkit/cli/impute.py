@@ -18,6 +18,8 @@ from emkit.cli._common import (
     _check_components,
     _check_outputs,
     _force_option,
+    _load_model,
+    _model_size_option,
     _reported_warnings,
     _save_model,
     _split_columns,
@@ -25,7 +27,7 @@ from emkit.cli._common import (
     _stdout,
 )
 from emkit.cli.predict import _read_for_model
-from emkit.io import atomic_write_bytes, load
+from emkit.io import atomic_write_bytes
 
 
 def _pattern_table(X: np.ndarray, names: Sequence[str]) -> Table:
@@ -73,9 +75,10 @@ def _multiple_paths(output: Path, m: int) -> list[Path]:
 @click.option("--imputer", "imputer_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Fill with this saved imputer (its columns, by name) instead of fitting one.")
 @_force_option
+@_model_size_option
 def impute(data: Path, output: Path, model: str, components: int, multiple: int | None,
            columns: str | None, seed: int, save_path: Path | None,
-           imputer_path: Path | None, force: bool) -> None:
+           imputer_path: Path | None, force: bool, max_model_mb: float) -> None:
     """Fill the missing cells of DATA by EM (conditional expectations, or multiple draws)."""
     from emkit.estimators.imputer import EMImputer
 
@@ -92,7 +95,7 @@ def impute(data: Path, output: Path, model: str, components: int, multiple: int 
         if multiple is not None or save_path is not None or columns is not None:
             raise InputError("--imputer fills with a saved model: --multiple, --save and "
                              "--columns do not apply")
-        imputer = load(imputer_path)
+        imputer = _load_model(imputer_path, max_model_mb)
         if not isinstance(imputer, EMImputer):
             raise InputError(f"{imputer_path} holds a {type(imputer).__name__}, not an EMImputer")
         X, names = _read_for_model(imputer, data)

@@ -16,7 +16,9 @@ from emkit.cli._common import (
     _check_outputs,
     _force_option,
     _list,
+    _load_model,
     _missing_cells,
+    _model_size_option,
     _require_complete,
     _stderr,
     _stdout,
@@ -26,7 +28,7 @@ from emkit.cli._report import (
     _key_value_table,
 )
 from emkit.cli.hmm import hmm_tables, is_hmm, sequence_lengths
-from emkit.io import atomic_write_bytes, load, read_header
+from emkit.io import atomic_write_bytes, read_header
 
 
 def _csv_text(labels: np.ndarray, proba: np.ndarray | None, label: str = "component") -> str:
@@ -86,15 +88,16 @@ def _read_for_model(
 @click.option("--sequence", metavar="COLUMN", help="HMM only: column whose runs of equal "
               "consecutive values are separate sequences (as in `emkit fit hmm`).")
 @_force_option
+@_model_size_option
 def predict(model: Path, data: Path, output: Path | None, proba: bool,
-            sequence: str | None, force: bool) -> None:
+            sequence: str | None, force: bool, max_model_mb: float) -> None:
     """Label each row of DATA with its most probable component.
 
     For a hidden Markov model: the most probable state path (Viterbi), one state per row, rows
     in file order; missing cells are marginalised.
     """
     _check_outputs({"MODEL": model, "DATA": data}, {"-o/--output": output}, force)
-    estimator = load(model)
+    estimator = _load_model(model, max_model_mb)
     hmm = is_hmm(estimator)
     if sequence is not None and not hmm:
         raise InputError(f"--sequence applies to hidden Markov models; {model} holds a "
@@ -138,8 +141,9 @@ def predict(model: Path, data: Path, output: Path | None, proba: bool,
 @click.option("--drop-missing", is_flag=True,
               help="Skip rows with a missing cell (default: they are an error).")
 @_force_option
+@_model_size_option
 def detect(model: Path, data: Path, contamination: float, threshold: float | None,
-           output: Path | None, drop_missing: bool, force: bool) -> None:
+           output: Path | None, drop_missing: bool, force: bool, max_model_mb: float) -> None:
     """Flag the rows of DATA that are unlikely under MODEL (anomaly detection).
 
     Writes the flagged rows (their data row number, columns, log-density and score = −log p).
@@ -147,7 +151,7 @@ def detect(model: Path, data: Path, contamination: float, threshold: float | Non
     from emkit.estimators._mixture import check_contamination
 
     _check_outputs({"MODEL": model, "DATA": data}, {"-o/--output": output}, force)
-    estimator = load(model)
+    estimator = _load_model(model, max_model_mb)
     if not hasattr(estimator, "detect_outliers"):
         raise InputError(f"{model} holds a {type(estimator).__name__}, not a mixture")
     if threshold is None:
@@ -194,10 +198,11 @@ def _cell_text(value: Any) -> str:
 
 @click.command("info")
 @click.argument("model", type=click.Path(path_type=Path))
-def info(model: Path) -> None:
+@_model_size_option
+def info(model: Path, max_model_mb: float) -> None:
     """Show a model file: estimator, settings, fit status, parameters."""
-    header = read_header(model)
-    estimator = load(model)
+    header = read_header(model, max_bytes=int(max_model_mb * 2**20))
+    estimator = _load_model(model, max_model_mb)
     attributes = header.get("attributes", {})
     params = header.get("params", {})
     names = _model_columns(estimator)
