@@ -6,11 +6,11 @@ from emkit.engine.loop import (
     NumericalError,
     ProgressCallback,
     expected_stats,
-    fit,
     run_em,
 )
 from emkit.engine.monitor import Monitor
 from emkit.engine.protocol import ArrayData, Batch, Flattenable, Model
+from emkit.engine.restarts import fit
 from emkit.engine.stats import Stats
 
 __all__ = [

@@ -1,6 +1,7 @@
-"""The one EM loop: plain or SQUAREM-accelerated iterations, restarts, history and progress.
+"""The one EM loop: plain or SQUAREM-accelerated iterations, history and progress.
 
-Every model runs through :func:`fit`; no model writes a loop of its own.  The returned
+Every model runs through :func:`run_em` (restarts: :func:`emkit.engine.restarts.fit`); no model
+writes a loop of its own.  The returned
 parameters are always the ones whose log-likelihood was measured last, so ``result.loglik``
 belongs to ``result.params``.
 """
@@ -11,7 +12,7 @@ import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
@@ -260,53 +261,3 @@ def _run_squarem(runner: _Runner, params: Any) -> FitResult:
             break
     return FitResult(params, stats0, obj0, tuple(history), n_iter, runner.n_estep, converged)
 
-
-def fit(
-    model: Model,
-    data: Any,
-    config: EMConfig = EMConfig(),
-    *,
-    rng: np.random.Generator,
-    n_init: int = 1,
-    init_params: Any = None,
-    callback: ProgressCallback | None = None,
-    short_runs: int = 0,
-    short_iter: int = 5,
-) -> FitResult:
-    """Best of ``n_init`` EM runs; ``init_params`` (warm or user start) seeds the first run.
-
-    With ``short_runs > 0`` every run not seeded by ``init_params`` starts from the best of
-    ``short_runs`` short EM runs of at most ``short_iter`` iterations (emEM, Biernacki et al.
-    2003; :mod:`emkit.engine.starts`); their E-steps are counted in ``n_estep``.
-    """
-    from emkit.engine.starts import best_of_short_runs, check_short_runs
-
-    if int(n_init) != n_init or n_init < 1:
-        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
-    check_short_runs(short_runs, short_iter)
-    best: FitResult | None = None
-    objectives = []
-    best_index = 0
-    for i in range(int(n_init)):
-        extra = 0
-        if i == 0 and init_params is not None:
-            start = init_params
-        elif short_runs > 0:
-            shorts = best_of_short_runs(
-                model, data, config, rng=rng, n_runs=short_runs, max_iter=short_iter
-            )
-            start, extra = shorts.params, shorts.n_estep
-        else:
-            start = model.init(data, rng)
-        try:
-            result = run_em(model, data, start, config, callback)
-        except NumericalError as exc:
-            exc.from_start = i == 0 and init_params is not None and exc.n_iter == 0
-            raise
-        if extra:
-            result = replace(result, n_estep=result.n_estep + extra)
-        objectives.append(result.objective)
-        if best is None or result.objective > best.objective:
-            best, best_index = result, i
-    assert best is not None
-    return replace(best, restart_objectives=tuple(objectives), best_restart=best_index)
