@@ -302,3 +302,28 @@ def test_short_run_settings_are_checked(runs, iters):
 
 def test_select_is_exported():
     assert emkit.select is select
+
+
+def test_estimator_criteria_take_frequency_weights(blobs) -> None:
+    """Weight 2 on every row is the data twice over: ℓ, n and so every criterion double up."""
+    gm = emkit.GaussianMixture(2, random_state=0).fit(blobs)
+    twice = np.vstack([blobs, blobs])
+    w = np.full(blobs.shape[0], 2.0)
+    for name in ("bic", "aic", "icl"):
+        weighted = getattr(gm, name)(blobs, sample_weight=w)
+        assert weighted == pytest.approx(getattr(gm, name)(twice), rel=1e-12)
+        assert weighted == pytest.approx(information_criteria(gm, blobs, w)[name])
+    with pytest.raises(ValueError, match="sample_weight"):
+        gm.bic(blobs, sample_weight=np.ones(3))
+
+
+def test_one_criteria_module_names_a_bad_criterion() -> None:
+    from emkit.criteria import check_criterion, criteria
+
+    assert check_criterion("BIC") == "bic"
+    with pytest.raises(ValueError, match=r"criterion must be one of \('bic', 'aic', 'icl'\)"):
+        check_criterion("dic")
+    values = criteria(loglik=-10.0, n=100, n_parameters=3, entropy=2.0)
+    assert values["bic"] == pytest.approx(20.0 + 3 * np.log(100))
+    assert values["icl"] == pytest.approx(values["bic"] + 4.0)
+    assert values["aic"] == 26.0 and values["mclust_bic"] == -values["bic"]

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 from matplotlib.ticker import MaxNLocator
 
+from emkit.criteria import check_criterion
 from emkit.families.covariance import covariance_structure
 from emkit.io import atomic_write_bytes
 
@@ -306,9 +307,7 @@ def plot_history(estimator: Any, ax: Axes | None = None) -> Axes:
 def plot_selection(result: Any, criterion: str | None = None, ax: Axes | None = None) -> Axes:
     """Criterion against K for every covariance structure / family of an
     :func:`emkit.select` result (lower is better), the winner circled; returns the axes."""
-    from emkit.select import _check_criterion
-
-    key = _check_criterion(criterion or result.criterion)
+    key = check_criterion(criterion or result.criterion)
     if ax is None:
         _, ax = new_figure()
     groups: dict[tuple[str, str], list[Any]] = {}

@@ -24,13 +24,13 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from emkit._validation import InputError
+from emkit.criteria import CRITERIA, check_criterion, mixture_criteria
 from emkit.engine.loop import NumericalError
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.mixture import MixtureModel
 from emkit.families import make_family
 from emkit.families.covariance import covariance_structure
 
-CRITERIA = ("bic", "aic", "icl")
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 __all__ = [
@@ -140,7 +140,7 @@ class SelectionResult:
     def ranking(self, criterion: str | None = None) -> list[int]:
         """Indices of the successful rows, best (lowest criterion) first; ties keep fit order.
         Degenerate fits come last (and are never :attr:`best`)."""
-        key = _check_criterion(criterion or self.criterion)
+        key = check_criterion(criterion or self.criterion)
         ok = [i for i, row in enumerate(self.rows) if row.ok]
         return sorted(ok, key=lambda i: (self.rows[i].degenerate, getattr(self.rows[i], key)))
 
@@ -276,7 +276,7 @@ def select(
     >>> result.best.structure, result.best.n_components
     ('tied', 3)
     """
-    criterion = _check_criterion(criterion)
+    criterion = check_criterion(criterion)
     ks = _check_ks(n_components, _n_rows(X))
     structures = _distinct_structures(
         [covariance_structure(c).name for c in covariance_types], _n_features(X)
@@ -375,33 +375,10 @@ def _covariance_floor(estimator: Any) -> int | None:
 
 def information_criteria(estimator: Any, X: Any, sample_weight: Any = None) -> dict[str, float]:
     """``loglik``, ``n``, ``n_parameters``, ``entropy``, ``bic``, ``aic``, ``icl`` (lower is
-    better) and ``mclust_bic`` (higher is better) of a fitted mixture on ``X``, in one pass.
-
-    With ``sample_weight`` (frequency weights) ``ℓ = Σ w log p(x)`` and ``n = Σ w``; without,
-    the values equal the estimator's ``bic(X)``, ``aic(X)`` and ``icl(X)``.
-    """
-    lls, tops = [], []
-    for log_resp, row_ll in estimator._log_resp_chunks(X):
-        lls.append(np.asarray(row_ll, dtype=np.float64))
-        tops.append(np.asarray(log_resp.max(axis=1), dtype=np.float64))
-    ll, top = np.concatenate(lls), np.concatenate(tops)
-    if sample_weight is None:
-        loglik, entropy, n = float(ll.sum()), float(-top.sum()), float(ll.size)
-    else:
-        w = np.asarray(sample_weight, dtype=np.float64)
-        loglik, entropy, n = float(w @ ll), float(-(w @ top)), float(w.sum())
-    p = float(estimator.n_parameters())
-    bic = -2.0 * loglik + p * math.log(n)
-    return {
-        "loglik": loglik,
-        "n": n,
-        "n_parameters": p,
-        "entropy": entropy,
-        "bic": bic,
-        "aic": -2.0 * loglik + 2.0 * p,
-        "icl": bic + 2.0 * entropy,
-        "mclust_bic": -bic,
-    }
+    better) and ``mclust_bic`` (higher is better) of a fitted mixture on ``X``, in one pass
+    (:func:`emkit.criteria.mixture_criteria`); without ``sample_weight`` the values equal the
+    estimator's ``bic(X)``, ``aic(X)`` and ``icl(X)``."""
+    return mixture_criteria(estimator, X, sample_weight)
 
 
 def _n_features(X: Any) -> int | None:
@@ -424,13 +401,6 @@ def _distinct_structures(names: list[str], n_features: int | None) -> list[str]:
 def _short(message: str, limit: int = 90) -> str:
     first = message.split(";")[0].strip()
     return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-def _check_criterion(criterion: str) -> str:
-    key = str(criterion).lower()
-    if key not in CRITERIA:
-        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    return key
 
 
 def _n_rows(X: Any) -> int | None:

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from emkit._validation import InputError, check_finite, check_sample_weight, real_number
+from emkit.criteria import mixture_criteria
 from emkit.estimators._base import fitted_array
 from emkit.models.gaussian_mixture import log_softmax_rows
 
@@ -80,25 +81,28 @@ class MixtureInference:
         X = np.vstack([self._sample_component(rng, k, int(c)) for k, c in enumerate(counts)])
         return X, np.repeat(np.arange(counts.size), counts)
 
-    # --- criteria (scikit-learn's sign: lower is better) --------------------------------------
-    def bic(self, X: Any) -> float:
+    # --- criteria (scikit-learn's sign: lower is better; emkit.criteria) ---------------------
+    def bic(self, X: Any, sample_weight: Any = None) -> float:
         """Bayesian information criterion ``−2ℓ + p·ln n`` (lower is better, scikit-learn's sign;
-        mclust reports ``2ℓ − p·ln n``, higher better)."""
-        n = np.shape(X)[0]
-        return float(-2.0 * self.score(X) * n + self.n_parameters() * np.log(n))
+        mclust reports ``2ℓ − p·ln n``, higher better); frequency weights: ``n = Σ w``."""
+        return mixture_criteria(self, X, self._criteria_weights(X, sample_weight))["bic"]
 
-    def aic(self, X: Any) -> float:
+    def aic(self, X: Any, sample_weight: Any = None) -> float:
         """Akaike information criterion ``−2ℓ + 2p`` (lower is better)."""
-        n = np.shape(X)[0]
-        return float(-2.0 * self.score(X) * n + 2.0 * self.n_parameters())
+        return mixture_criteria(self, X, self._criteria_weights(X, sample_weight))["aic"]
 
-    def icl(self, X: Any) -> float:
-        """Integrated completed likelihood ``BIC − 2 Σ_n log r_n,ẑ_n`` (Biernacki et al. 2000):
-        BIC plus twice the entropy of the hard classification (lower is better)."""
-        penalty = 0.0
-        for log_resp, _ in self._log_resp_chunks(X):
-            penalty -= float(log_resp.max(axis=1).sum())
-        return self.bic(X) + 2.0 * penalty
+    def icl(self, X: Any, sample_weight: Any = None) -> float:
+        """Integrated completed likelihood ``BIC − 2 Σ_n w_n log r_n,ẑ_n`` (Biernacki et al.
+        2000): BIC plus twice the entropy of the hard classification (lower is better)."""
+        return mixture_criteria(self, X, self._criteria_weights(X, sample_weight))["icl"]
+
+    @staticmethod
+    def _criteria_weights(X: Any, sample_weight: Any) -> np.ndarray | None:
+        """Frequency weights as given (not rescaled: ``n = Σ w`` counts rows), checked."""
+        if sample_weight is None:
+            return None
+        check_sample_weight(sample_weight, X)  # its errors; the mean-one copy is not used
+        return np.asarray(sample_weight, dtype=np.float64)
 
     # --- anomaly detection --------------------------------------------------------------------
     def _store_log_density_quantiles(self, X: np.ndarray, weights: np.ndarray) -> None:

@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from emkit._validation import InputError, check_X, scaled_weights
+from emkit.criteria import criteria
 from emkit.engine import ProgressCallback
 from emkit.engine.data import SequenceData, check_lengths
 from emkit.estimators._base import (
@@ -438,14 +439,12 @@ class HMM(EMEstimator):
         return self._engine_model().n_parameters(self._get_fitted_params())
 
     def bic(self, X: Any, lengths: Any = None) -> float:
-        """Bayesian information criterion ``−2 log p(x) + p·ln n`` (n: rows)."""
-        n = np.shape(X)[0]
-        return float(-2.0 * self.score(X, lengths) + self.n_parameters() * np.log(n))
+        """Bayesian information criterion ``−2 log p(x) + p·ln n`` (n: rows; emkit.criteria)."""
+        return criteria(self.score(X, lengths), np.shape(X)[0], self.n_parameters())["bic"]
 
     def aic(self, X: Any, lengths: Any = None) -> float:
         """Akaike information criterion ``−2 log p(x) + 2p``."""
-        return float(-2.0 * self.score(X, lengths) + 2.0 * self.n_parameters())
-
+        return criteria(self.score(X, lengths), np.shape(X)[0], self.n_parameters())["aic"]
 
 def _common(self: BaseEstimator, values: dict[str, Any]) -> None:
     for name, value in values.items():
