@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.patches import Ellipse
 
+import emkit
 from emkit import GaussianMixture
 from emkit.plotting import (
     marginal_covariances,
@@ -220,3 +221,18 @@ def test_several_categorical_columns_are_refused():
     est = MixtureModel("categorical", 2, random_state=0).fit(data)
     with pytest.raises(ValueError, match="one categorical column"):
         plot_mixture(est, data)
+
+
+def test_bars_for_the_families_that_declare_a_mass_function() -> None:
+    """The family says whether it is discrete; whole-number data do not make a normal fit one."""
+    from emkit.families import make_family
+    from emkit.plotting import _is_discrete
+
+    whole = np.random.default_rng(0).poisson(20.0, size=(200, 1)).astype(float)
+    assert _is_discrete(emkit.MixtureModel("poisson", 2, random_state=0).fit(whole))
+    assert not _is_discrete(emkit.MixtureModel("normal", 2, random_state=0).fit(whole))
+    assert not _is_discrete(emkit.GaussianMixture(2, random_state=0).fit(whole))
+    declared = {name: make_family(name).discrete for name in
+                ("poisson", "bernoulli", "multinomial", "categorical", "normal", "gamma")}
+    assert declared == {"poisson": True, "bernoulli": True, "multinomial": True,
+                        "categorical": True, "normal": False, "gamma": False}

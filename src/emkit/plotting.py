@@ -110,7 +110,7 @@ def plot_mixture(
     if feature_names is None and hasattr(estimator, "feature_names_in_"):
         feature_names = [str(n) for n in estimator.feature_names_in_]
     family = getattr(estimator, "family_", None)
-    numeric = family is None or bool(getattr(family, "numeric_input", True))
+    numeric = family is None or family.numeric_input
     X = np.asarray(X, dtype=np.float64 if numeric else object)
     if X.ndim == 1:
         X = X[:, None]
@@ -132,7 +132,7 @@ def plot_mixture(
 
 def _mixture_title(estimator: Any) -> str:
     family = getattr(estimator, "family_", None)
-    name = "Gaussian" if family is None else str(getattr(family, "name", type(family).__name__))
+    name = "Gaussian" if family is None else family.name
     return f"{name.capitalize() if family is not None else name} mixture"
 
 
@@ -148,19 +148,11 @@ def _component_curves(estimator: Any, column: np.ndarray) -> np.ndarray:
     return np.nan_to_num(curves, nan=0.0, posinf=0.0)
 
 
-def _is_discrete(estimator: Any, x: np.ndarray) -> bool:
-    """Counts or categories: the family says so (``discrete``), takes non-numeric input, or
-    (a family that does not say) the data are whole numbers.  Gaussian mixtures: never."""
+def _is_discrete(estimator: Any) -> bool:
+    """Counts or categories (the family declares ``discrete``, or takes non-numeric input):
+    plotted as bars.  Gaussian mixtures: never."""
     family = getattr(estimator, "family_", None)
-    if family is None:
-        return False
-    flag = getattr(family, "discrete", None)
-    if flag is not None:
-        return bool(flag)
-    if not getattr(family, "numeric_input", True):
-        return True
-    finite = x[np.isfinite(x)]
-    return bool(finite.size) and bool(np.all(finite == np.round(finite)))
+    return family is not None and (family.discrete or not family.numeric_input)
 
 
 def _plot_1d(
@@ -173,7 +165,7 @@ def _plot_1d(
     weights = np.asarray(estimator.weights_)
     K = weights.shape[0]
     colors = _colors(K)
-    if _is_discrete(estimator, x if x.dtype != object else np.empty(0)):
+    if _is_discrete(estimator):
         _plot_1d_discrete(estimator, x, w, ax, colors)
     else:
         _plot_1d_continuous(estimator, x, w, ax, colors)
@@ -196,7 +188,8 @@ def _plot_1d_continuous(
     else:
         pad = 0.1 * (hi - lo) or 1.0
         lo, hi = lo - pad, hi + pad
-        if getattr(getattr(estimator, "family_", None), "positive_only", False):
+        family = getattr(estimator, "family_", None)
+        if family is not None and family.positive_only:
             lo = max(lo, 0.0)
     grid = np.linspace(lo, hi, 600)
     comps = _component_curves(estimator, grid)

@@ -81,7 +81,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         family = make_family(self.family)
-        tags.input_tags.positive_only = bool(getattr(family, "positive_only", False))
+        tags.input_tags.positive_only = family.positive_only
         tags.input_tags.string = not family.numeric_input
         tags.input_tags.allow_nan = family.handles_missing
         return tags

@@ -62,6 +62,8 @@ class Family(ABC):
     numeric_input: ClassVar[bool] = True  # False: strings allowed (encode maps them)
     handles_missing: ClassVar[bool] = False  # True: NaN cells are marginalised (module doc)
     mixture_component: ClassVar[bool] = True  # False: an HMM emission only (see MixtureModel)
+    positive_only: ClassVar[bool] = False  # True: the data must be non-negative (counts, …)
+    discrete: ClassVar[bool] = False  # True: a probability mass function (counts, categories)
 
     def check(self, X: np.ndarray, names: list[str] | None = None) -> None:  # noqa: B027
         """Raise :class:`InputError` naming the column and value the family cannot model."""

@@ -32,6 +32,7 @@ class Bernoulli(Family):
 
     name = "bernoulli"
     positive_only = True
+    discrete = True
     handles_missing = True
 
     def __init__(self, min_probability: float = 1e-10):

@@ -96,6 +96,7 @@ class Categorical(Family):
     frequencies ``P_kj[c] = Σ_n R_nk [x_nj = c] / n_k`` (kept ≥ ``min_probability``)."""
 
     name = "categorical"
+    discrete = True
     numeric_input = False
     handles_missing = True  # on codes: a NaN code is a missing cell
 

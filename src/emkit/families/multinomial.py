@@ -32,6 +32,7 @@ class Multinomial(Family):
 
     name = "multinomial"
     positive_only = True
+    discrete = True
 
     def __init__(self, n_trials: int | None = None, min_probability: float = 1e-10):
         self.min_probability = float(min_probability)

@@ -33,6 +33,7 @@ class Poisson(Family):
 
     name = "poisson"
     positive_only = True
+    discrete = True
     handles_missing = True
 
     def __init__(self, min_rate: float = 1e-10):

@@ -96,7 +96,8 @@ class Product(Family):
         self.slices = tuple(slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
         self.numeric_input = all(f.numeric_input for f, _ in parsed)
         self.handles_missing = all(f.handles_missing for f, _ in parsed)
-        self.positive_only = any(getattr(f, "positive_only", False) for f, _ in parsed)
+        self.positive_only = any(f.positive_only for f, _ in parsed)
+        self.discrete = all(f.discrete for f, _ in parsed)
         names = [f.name for f, _ in parsed]
         self.prefixes = tuple(
             n if names.count(n) == 1 else f"{n}{b}" for b, n in enumerate(names)
