@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gmm.py
+	$(BIN)/python benchmarks/bench_gmm_fit.py
 	$(BIN)/python benchmarks/bench_hmm.py
 	$(BIN)/python benchmarks/bench_impute.py
 

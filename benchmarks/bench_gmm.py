@@ -26,7 +26,8 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 import emkit
 from emkit.engine import ArrayData, EMConfig, expected_stats
 from emkit.engine.loop import chunk_rows
-from emkit.models.gaussian_mixture import GaussianMixtureParams
+from emkit.families.gaussian import GaussianParams
+from emkit.models.mixture import MixtureParams
 
 CASES = [
     (1_000_000, 16, 16, "full"),
@@ -76,6 +77,11 @@ def start_params(X: np.ndarray, k: int, cov: str) -> emkit.GaussianMixture:
         return emkit.GaussianMixture(k, covariance_type=cov, max_iter=1, random_state=0).fit(X)
 
 
+def start_of(start: emkit.GaussianMixture) -> MixtureParams:
+    """The fitted parameters of ``start`` as the engine model's parameters."""
+    return MixtureParams(start.weights_, GaussianParams(start.means_, start.precisions_cholesky_))
+
+
 def sklearn_iterations(X, start, cov, n_iter):
     sk = SkGaussianMixture(start.n_components, covariance_type=cov, reg_covar=start.reg_covar)
     sk.weights_ = start.weights_.copy()
@@ -96,7 +102,7 @@ def emkit_iterations(X, start, cov, n_iter):
     est = emkit.GaussianMixture(start.n_components, covariance_type=cov, reg_covar=start.reg_covar)
     model = est._build_model(X, np.ones(X.shape[0]))
     data = ArrayData.of(X)
-    params = GaussianMixtureParams(start.weights_, start.means_, start.precisions_cholesky_)
+    params = start_of(start)
     config = EMConfig()
     rows = chunk_rows(model, params, config)
     times, lls = [], []
@@ -170,8 +176,8 @@ class RecordingModel:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-    def e_step(self, params, batch):
-        stats = self.model.e_step(params, batch)
+    def e_step(self, prepared, batch):
+        stats = self.model.e_step(prepared, batch)
         self.logliks.append(stats.loglik / stats.weight)
         return stats
 
@@ -218,7 +224,7 @@ def squarem_table() -> None:
     for name, X, k, cov in overlapping_mixtures():
         start = start_params(X, k, cov)
         est = emkit.GaussianMixture(k, covariance_type=cov)
-        params0 = GaussianMixtureParams(start.weights_, start.means_, start.precisions_cholesky_)
+        params0 = start_of(start)
         results, counts = {}, {}
         for method in ("none", "squarem"):
             model = RecordingModel(est._build_model(X, np.ones(X.shape[0])))

@@ -22,6 +22,9 @@ class Linkage:
     def init(self, data, rng):
         return float(rng.uniform(0.05, 0.95))
 
+    def prepare(self, params):
+        return params  # nothing to compute once per E-step
+
     def e_step(self, theta, batch):  # rows: cell index; weights: counts
         cell, w = batch.X[:, 0].astype(int), batch.weights
         p = np.array([0.5 + theta / 4, (1 - theta) / 4, (1 - theta) / 4, theta / 4])

@@ -21,9 +21,9 @@ from contract import (
 )
 from emkit import GaussianMixture
 from emkit.engine import ArrayData, NumericalError
-from emkit.families.covariance import CovarianceError, covariance_structure
-from emkit.models.gaussian_mixture import GaussianMixtureModel
-from emkit.models.missing import missing_gaussian_mixture_model
+from emkit.families.covariance import CovarianceError
+from emkit.families.gaussian import Gaussian
+from emkit.models.mixture import FamilyMixture
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -44,13 +44,8 @@ def gmm_problem(
     X = mixture_sample(
         seed, data_components or n_components, n_samples, n_features, separation
     ).astype(dtype)
-    model = GaussianMixtureModel(
-        n_components=n_components,
-        covariance=covariance_structure(covariance_type),
-        reg_covar=reg_covar,
-        origin=X.mean(axis=0, dtype=np.float64),
-        init_method=init_method,
-    )
+    family = Gaussian(covariance_type, reg_covar, X.mean(axis=0, dtype=np.float64))
+    model = FamilyMixture(family, n_components, init_method, n_features=n_features)
     data = ArrayData.of(X)
     return Problem(model, data, model.init(data, np.random.default_rng(seed)))
 
@@ -91,17 +86,17 @@ def gmm_problems(covariance_type: str, dtype: type) -> st.SearchStrategy:
     return build()
 
 
-def degenerate_gmm(model: GaussianMixtureModel, params) -> bool:
+def degenerate_gmm(model: FamilyMixture, params) -> bool:
     """A component whose covariance is (numerically) singular, its smallest eigenvalue below
     1e-6 (the data have unit-order spread): the likelihood is unbounded there, and a component
     owning at most D rows has an exactly singular covariance that only rounding keeps invertible.
 
     Measured on the precision's Cholesky factor L: ``λ_min(Σ) = 1 / σ_max(L)²``.
     """
-    L = np.asarray(params.precisions_cholesky, dtype=np.float64)
+    L = np.asarray(params.components.precisions_cholesky, dtype=np.float64)
     if L.ndim == 3:  # full
         largest = np.linalg.norm(L, ord=2, axis=(1, 2))
-    elif L.ndim == 2 and model.covariance.name == "tied":
+    elif L.ndim == 2 and model.family.covariance.name == "tied":
         largest = np.linalg.norm(L, ord=2)
     else:  # diag, spherical: L holds 1/σ
         largest = L
@@ -126,11 +121,8 @@ def overlapping_problem(covariance_type: str, dtype: type) -> Problem:
     X = np.vstack([rng.normal(size=(600, 2)), rng.normal(size=(400, 2)) * 1.2 + [1.5, 0.5]]).astype(
         dtype
     )
-    model = GaussianMixtureModel(
-        n_components=2,
-        covariance=covariance_structure(covariance_type),
-        origin=X.mean(axis=0, dtype=np.float64),
-    )
+    family = Gaussian(covariance_type, origin=X.mean(axis=0, dtype=np.float64))
+    model = FamilyMixture(family, 2, n_features=2)
     data = ArrayData.of(X)
     return Problem(model, data, model.init(data, np.random.default_rng(1)))
 
@@ -193,15 +185,8 @@ def blank_cells(X: np.ndarray, seed: int, rate: float = 0.1) -> np.ndarray:
 
 
 def with_missing(problem: Problem, seed: int) -> Problem:
-    """The same problem with missing cells, fitted by the model that marginalises them."""
-    old = problem.model
-    model = missing_gaussian_mixture_model(
-        n_components=old.n_components,
-        covariance=old.covariance,
-        reg_covar=old.reg_covar,
-        origin=old.origin,
-        init_method=old.init_method,
-    )
+    """The same problem with missing cells (the same model marginalises them)."""
+    model = problem.model
     data = ArrayData(blank_cells(problem.data.X, seed), problem.data.weights)
     return Problem(model, data, model.init(data, np.random.default_rng(seed)))
 
@@ -310,7 +295,15 @@ def test_every_covariance_type_gets_sklearn_checks() -> None:
 def test_float32_cases_really_run_in_float32() -> None:
     problem = gmm_problem("full", np.float32, 0)
     assert problem.data.X.dtype == np.float32
-    logp = problem.model.component_log_prob(problem.params, problem.data.X)
-    assert logp.dtype == np.float32
-    stats = problem.model.e_step(problem.params, next(problem.data.batches(10**9)))
-    assert stats.nk.dtype == stats.sx.dtype == stats.sxx.dtype == np.float64
+    model = problem.model
+    prepared = model.prepare(problem.params)
+    log_resp, row_ll = model.log_resp(prepared, problem.data.X)
+    assert log_resp.dtype == np.float32
+    X = problem.data.X
+    chunk = model.family.covariance.accumulate(
+        X - X[:1], np.ones(X.shape[0]), problem.params.components.means - X[0],
+        prepared.components.factors, np.zeros(3),
+    )
+    assert chunk.sx.dtype == chunk.sxx.dtype == np.float64  # float32 products, float64 sums
+    stats = model.e_step(prepared, next(problem.data.batches(10**9)))
+    assert all(a.dtype == np.float64 for a in (stats.nk, *stats.sums))

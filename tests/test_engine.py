@@ -63,6 +63,9 @@ class LinkageModel:
     def init(self, data: ArrayData, rng: np.random.Generator) -> LinkageParams:
         return LinkageParams(float(rng.uniform(0.05, 0.95)))
 
+    def prepare(self, params: LinkageParams) -> LinkageParams:
+        return params
+
     def e_step(self, params: LinkageParams, batch) -> LinkageStats:
         theta = params.theta
         cell = batch.X[:, 0].astype(int)
@@ -112,6 +115,9 @@ class NoFlattenModel:
 
     def init(self, data, rng):
         return self._inner.init(data, rng)
+
+    def prepare(self, params):
+        return params
 
     def e_step(self, params, batch):
         return self._inner.e_step(params, batch)

@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from emkit import GaussianMixture
 from emkit._validation import InputError, NonNumericError
-from emkit.models.gaussian_mixture import ComponentCollapseWarning
+from emkit.models.mixture import ComponentCollapseWarning
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

@@ -10,10 +10,10 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from emkit import EMImputer, pool
 from emkit.engine import ArrayData, Batch
-from emkit.families.covariance import covariance_structure
+from emkit.families.base import Family
+from emkit.families.gaussian import Gaussian
 from emkit.families.missing_cells import full_covariances
-from emkit.models.gaussian_mixture import GaussianMixtureModel
-from emkit.models.missing import missing_gaussian_mixture_model
+from emkit.models.mixture import FamilyMixture
 
 APPLE_SIZE = [8, 6, 11, 22, 14, 17, 18, 24, 19, 23, 26, 40, 4, 4, 5, 6, 8, 10]
 APPLE_WORMS = [59, 58, 56, 53, 50, 45, 43, 42, 39, 38, 30, 27] + [np.nan] * 6
@@ -62,18 +62,34 @@ def test_sample_posterior_draws_around_the_mean() -> None:
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_mixture_missing_path_equals_complete_path(covariance_type: str) -> None:
-    """On rows without NaN the pattern path gives the fast path's statistics."""
+    """On complete rows the general path (per-pattern code, float64) gives the fused path's
+    statistics, and a row with every cell missing adds nothing but its weight."""
     X, _ = correlated(2, n=120)
-    structure = covariance_structure(covariance_type)
-    fast = GaussianMixtureModel(3, structure, origin=X.mean(axis=0))
-    slow = missing_gaussian_mixture_model(n_components=3, covariance=structure, origin=X.mean(0))
-    params = fast.init(ArrayData.of(X), np.random.default_rng(0))
-    a = fast.e_step(params, Batch(X, np.ones(120)))
+    family = Gaussian(covariance_type, origin=X.mean(axis=0))
+    model = FamilyMixture(family, 3, n_features=3)
+    params = model.init(ArrayData.of(X), np.random.default_rng(0))
+    prepared = model.prepare(params)
+    lw, w = prepared.log_weights, np.ones(120)
+    fused = family.mixture_chunk(prepared.components, lw, X, w)
+    general = Family.mixture_chunk(family, prepared.components, lw, X, w)
+    np.testing.assert_allclose(general[0], fused[0], rtol=1e-12)
+    np.testing.assert_allclose(general[1], fused[1], rtol=1e-9, atol=1e-9)
+    for a, b in zip(general[2], fused[2], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     Xn = np.vstack([X, np.full((1, 3), np.nan)])  # a NaN row forces the general path
-    b = slow.e_step(params, Batch(Xn, np.ones(121)))
-    assert b.allclose(a, rtol=1e-9, atol=1e-9)
-    K, D = params.means.shape
-    covs = full_covariances(structure, params.precisions_cholesky, K, D)
+    b = model.e_step(prepared, Batch(Xn, np.ones(121)))
+    a = model.e_step(prepared, Batch(X, np.ones(120)))
+    assert b.weight == a.weight + 1.0
+    assert b.loglik == pytest.approx(a.loglik, rel=1e-12)  # log Σ π_k · 1 = 0 for that row
+    # the empty row's responsibilities are the weights, its expected sums those of the prior
+    np.testing.assert_allclose(b.nk, a.nk + params.weights, rtol=1e-9, atol=1e-9)
+    centres = prepared.components.centres
+    np.testing.assert_allclose(
+        b.sums[0], a.sums[0] + params.weights[:, None] * (params.components.means - centres),
+        rtol=1e-9, atol=1e-9,
+    )
+    K, D = params.components.means.shape
+    covs = full_covariances(family.covariance, params.components.precisions_cholesky, K, D)
     assert covs.shape == (3, 3, 3)
 
 
@@ -82,10 +98,8 @@ def test_mixture_with_missing_log_likelihood_never_decreases() -> None:
 
     _, Xm = correlated(3, rate=0.3)
     for ct in ("full", "tied", "diag", "spherical"):
-        model = missing_gaussian_mixture_model(
-            n_components=2, covariance=covariance_structure(ct), origin=np.nanmean(Xm, 0),
-            reg_covar=0.0,
-        )
+        family = Gaussian(ct, reg_covar=0.0, origin=np.nanmean(Xm, 0))
+        model = FamilyMixture(family, 2, n_features=Xm.shape[1])
         data = ArrayData.of(Xm)
         result = run_em(model, data, model.init(data, np.random.default_rng(0)),
                         EMConfig(max_iter=40, tol=0.0))

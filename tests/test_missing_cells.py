@@ -20,8 +20,8 @@ from emkit import GMMHMM, HMM, GaussianHMM, MissingNormal, PoissonHMM
 from emkit._validation import InputError
 from emkit.families import make_family
 from emkit.families.poisson import Poisson, PoissonParams
-from emkit.models.gaussian_mixture import ComponentCollapseWarning
 from emkit.models.hmm import HMMModel, HMMParams
+from emkit.models.mixture import ComponentCollapseWarning
 
 K = 3
 

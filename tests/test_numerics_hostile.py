@@ -13,7 +13,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import emkit
 from emkit.families.normal import Normal
-from emkit.models.gaussian_mixture import ComponentCollapseWarning
+from emkit.models.mixture import ComponentCollapseWarning
 
 REG = 1e-6
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")

@@ -13,8 +13,8 @@ from emkit import GaussianMixture, MixtureModel
 from emkit.datasets import load_faithful, load_galaxies
 from emkit.engine import ArrayData, EMConfig, fit
 from emkit.engine.starts import best_of_short_runs, check_short_runs
-from emkit.families.covariance import covariance_structure
-from emkit.models.gaussian_mixture import GaussianMixtureModel
+from emkit.families.gaussian import Gaussian
+from emkit.models.mixture import FamilyMixture
 from emkit.select import SelectionResult, information_criteria, select
 
 
@@ -222,7 +222,7 @@ def test_plot(faithful_selection, tmp_path):
 
 # --- emEM starts ----------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class CountingGMM(GaussianMixtureModel):
+class CountingGMM(FamilyMixture):
     """A Gaussian mixture model that counts its ``init`` calls."""
 
     counter: list = None  # type: ignore[assignment]
@@ -233,7 +233,7 @@ class CountingGMM(GaussianMixtureModel):
 
 
 def counting_model(K: int = 3) -> CountingGMM:
-    return CountingGMM(K, covariance_structure("full"), counter=[])
+    return CountingGMM(Gaussian("full"), K, n_features=2, counter=[])
 
 
 def test_short_runs_start_from_the_best_short_run():

@@ -34,7 +34,7 @@ from emkit.cli._report import (
 from emkit.cli.hmm import fit_hmm
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.families import make_family
-from emkit.models.gaussian_mixture import INIT_METHODS
+from emkit.models.mixture import MIXTURE_INITS
 
 _DEFAULTS = GaussianMixture().get_params()
 
@@ -63,7 +63,7 @@ fit_group.add_command(fit_hmm)
 @click.option("--tol", type=click.FloatRange(min=0.0), default=_DEFAULTS["tol"],
               show_default=True,
               help="Stop when the mean log-likelihood changes by at most tol·(1+|ℓ|).")
-@click.option("--init", "init_params", type=click.Choice(INIT_METHODS),
+@click.option("--init", "init_params", type=click.Choice(MIXTURE_INITS),
               default=_DEFAULTS["init_params"], show_default=True, help="How starts are drawn.")
 @click.option("--seed", type=int, default=None, help="Random seed (reproducible fits).")
 @click.option("--squarem", is_flag=True, help="Accelerate EM with SQUAREM.")

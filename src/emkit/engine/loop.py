@@ -9,14 +9,13 @@ belongs to ``result.params``.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
+from emkit.engine.backend import LocalThreads
 from emkit.engine.monitor import Monitor, StoppingRule
 from emkit.engine.protocol import Flattenable, Model
 from emkit.engine.stats import Stats
@@ -25,7 +24,6 @@ P = TypeVar("P")
 
 Acceleration = Literal["none", "squarem"]
 ProgressCallback = Callable[[int, float], None]
-PARALLEL_MIN_BATCHES = 2  # each thread gets at least this many chunks, else run serially
 
 
 class NumericalError(FloatingPointError):
@@ -64,13 +62,7 @@ class EMConfig:
 
     @property
     def threads(self) -> int:
-        if self.n_jobs is not None:
-            return int(self.n_jobs)
-        return (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
+        return LocalThreads(self.n_jobs).threads
 
     @property
     def monitor(self) -> Monitor:
@@ -107,31 +99,25 @@ def chunk_rows(model: Model, params: Any, config: EMConfig) -> int:
 
 
 def expected_stats(model: Model, params: Any, data: Any, max_rows: int, n_jobs: int = 1) -> Stats:
-    """One full E-step: the sum of the batch statistics (memory bounded by ``max_rows``).
+    """One full E-step: ``model.prepare(params)`` once, then the sum of the batch statistics
+    (memory bounded by ``max_rows``).
 
-    With ``n_jobs > 1`` contiguous runs of batches are summed on parallel threads (BLAS held
-    to one thread each, numba kernels release the GIL), then the partial sums are added in
-    order: the result is deterministic for a given ``n_jobs``.
+    The batches run on the backend (:class:`~emkit.engine.backend.LocalThreads`: contiguous
+    runs on ``n_jobs`` threads) and the runs' sums are added in order: the result is
+    deterministic for a given ``n_jobs``.
     """
     batches = list(data.batches(max_rows))
     if not batches:
         raise ValueError("the data set has no rows")
+    prepared = model.prepare(params)
 
-    def summed(group: list) -> Stats:
-        total = model.e_step(params, group[0])
-        for batch in group[1:]:
-            total = total + model.e_step(params, batch)
+    def summed(run: Sequence) -> Stats:
+        total = model.e_step(prepared, run[0])
+        for batch in run[1:]:
+            total = total + model.e_step(prepared, batch)
         return total
 
-    jobs = min(int(n_jobs), len(batches) // PARALLEL_MIN_BATCHES)
-    if jobs <= 1:
-        return summed(batches)
-    from threadpoolctl import threadpool_limits
-
-    bounds = np.linspace(0, len(batches), jobs + 1).astype(int)
-    groups = [batches[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(jobs) as pool:
-        parts = list(pool.map(summed, groups))
+    parts = LocalThreads(int(n_jobs)).map_runs(summed, batches)
     total = parts[0]
     for part in parts[1:]:
         total = total + part

@@ -23,14 +23,18 @@ S = TypeVar("S", bound=Stats)
 class Model(Protocol[P, S]):
     """What the engine needs from a model.
 
-    ``e_step(params, batch)`` returns additive statistics of the batch *including* the batch's
-    log-likelihood under ``params``; ``m_step(stats, params)`` returns the parameters that
-    maximise the expected complete-data log-likelihood (plus ``log_prior``).
+    ``prepare(params)`` computes, once per E-step, what every batch needs from ``params``
+    (factors, log-weights, centres; models that need nothing return ``params``);
+    ``e_step(prepare(params), batch)`` returns additive statistics of the batch *including* the
+    batch's log-likelihood under ``params``; ``m_step(stats, params)`` returns the parameters
+    that maximise the expected complete-data log-likelihood (plus ``log_prior``).
     """
 
     def init(self, data: Any, rng: np.random.Generator) -> P: ...
 
-    def e_step(self, params: P, batch: Any) -> S: ...
+    def prepare(self, params: P) -> Any: ...
+
+    def e_step(self, prepared: Any, batch: Any) -> S: ...
 
     def m_step(self, stats: S, params: P) -> P: ...
 

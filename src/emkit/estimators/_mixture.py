@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,10 +10,12 @@ from sklearn.utils import check_random_state
 
 from emkit._validation import InputError, check_finite, check_sample_weight, real_number
 from emkit.criteria import mixture_criteria
+from emkit.engine import EMConfig
+from emkit.engine.backend import LocalThreads, map_row_chunks
+from emkit.engine.loop import chunk_rows
+from emkit.engine.sketch import sketch_quantiles
 from emkit.estimators._base import fitted_array
-from emkit.models.gaussian_mixture import log_softmax_rows
 
-PREDICT_ROWS = 65536
 QUANTILE_LEVELS = 1001  # probabilities 0, 0.001, …, 1 of the training log-density table
 
 
@@ -21,32 +23,47 @@ class MixtureInference:
     """``predict``, ``predict_proba``, ``score_samples``, ``score``, ``bic``, ``aic``, ``icl``,
     and anomaly detection (``outlier_scores``, ``outlier_threshold``, ``detect_outliers``).
 
-    Subclasses provide ``_check_predict_X(X)``, ``_fitted_model()`` (an engine model with
-    ``component_log_prob``), ``_get_fitted_params()``, ``n_parameters()`` and
-    ``_sample_component(rng, k, n)``.  After every fit (this class wraps ``_run_engine``) the
-    weighted quantiles of the training rows' log-densities are kept in
-    ``log_density_quantiles_`` (``QUANTILE_LEVELS`` values, so model files stay small).
+    Subclasses provide ``_check_predict_X(X)``, ``_fitted_model()`` (a
+    :class:`~emkit.models.mixture.FamilyMixture`), ``_get_fitted_params()``,
+    ``n_parameters()`` and ``_sample_component(rng, k, n)``.  After every fit (this class wraps
+    ``_run_engine``) the weighted quantiles of the training rows' log-densities, read from the
+    last E-step's sketch (:mod:`emkit.engine.sketch`: within ``(1 + |ℓ|)/255`` of the exact
+    ones), are kept in ``log_density_quantiles_`` (``QUANTILE_LEVELS`` values, so model files
+    stay small).
     """
 
     def _run_engine(self, model: Any, data: Any, callback: Any = None) -> Any:
         result = super()._run_engine(model, data, callback)  # type: ignore[misc]
-        self._store_log_density_quantiles(data.X, data.weights)
+        levels = np.linspace(0.0, 1.0, QUANTILE_LEVELS)
+        # the last E-step's sketch: log-densities under the returned parameters, no extra pass
+        self.log_density_quantiles_ = sketch_quantiles(result.stats.log_densities, levels)
         return result
 
-    def _log_resp_chunks(self, X: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        self._check_fitted()
-        yield from self._log_resp_chunks_of(self._check_predict_X(X))
+    def _map_log_resp(self, X: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], Any]) -> list:
+        """``fn(log_resp, row_ll)`` of every chunk of validated (encoded) rows, in order: the
+        fitted model prepared once, the chunks sized by the engine's memory budget and run on
+        its backend (the E-step's fused, threaded kernels)."""
+        model = self._fitted_model()
+        params = self._get_fitted_params()
+        prepared = model.prepare(params)
+        rows = chunk_rows(model, params, EMConfig())
 
-    def _log_resp_chunks_of(self, X: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Log-responsibilities and row log-densities of validated (encoded) rows, by chunks."""
-        model, params = self._fitted_model(), self._get_fitted_params()
-        for start in range(0, X.shape[0], PREDICT_ROWS):
-            logp = model.component_log_prob(params, X[start : start + PREDICT_ROWS])
-            yield log_softmax_rows(logp)
+        def chunk(rows_X: np.ndarray) -> Any:
+            return fn(*model.log_resp(prepared, rows_X))
+
+        return map_row_chunks(chunk, X, rows, LocalThreads())
+
+    def _log_resp_chunks(self, X: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        self._check_fitted()
+        return self._map_log_resp(self._check_predict_X(X), lambda lr, ll: (lr, ll))
+
+    def _rows(self, X: Any, fn: Callable[[np.ndarray, np.ndarray], Any]) -> list:
+        self._check_fitted()
+        return self._map_log_resp(self._check_predict_X(X), fn)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-density ``log p(x_n)`` of every row."""
-        parts = [row_ll for _, row_ll in self._log_resp_chunks(X)]
+        parts = self._rows(X, lambda lr, ll: ll)
         return np.concatenate(parts) if parts else np.empty(0)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
@@ -58,12 +75,12 @@ class MixtureInference:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior responsibilities ``p(k | x_n)``, shape ``(n, K)``."""
-        parts = [np.exp(lr) for lr, _ in self._log_resp_chunks(X)]
+        parts = self._rows(X, lambda lr, ll: np.exp(lr, out=lr))
         return np.concatenate(parts) if parts else np.empty((0, len(self.weights_)))
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of every row."""
-        parts = [lr.argmax(axis=1) for lr, _ in self._log_resp_chunks(X)]
+        parts = self._rows(X, lambda lr, ll: lr.argmax(axis=1))
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
@@ -105,14 +122,6 @@ class MixtureInference:
         return np.asarray(sample_weight, dtype=np.float64)
 
     # --- anomaly detection --------------------------------------------------------------------
-    def _store_log_density_quantiles(self, X: np.ndarray, weights: np.ndarray) -> None:
-        """Weighted quantiles of the training log-densities at ``QUANTILE_LEVELS`` levels."""
-        parts = [row_ll for _, row_ll in self._log_resp_chunks_of(X)]
-        ll = np.concatenate(parts).astype(np.float64, copy=False)
-        self.log_density_quantiles_ = weighted_quantiles(
-            ll, np.asarray(weights, dtype=np.float64), np.linspace(0.0, 1.0, QUANTILE_LEVELS)
-        )
-
     def _check_quantile_table(self) -> None:
         """A fitted (or loaded) ``log_density_quantiles_``, if any: finite and non-decreasing."""
         if self.__dict__.get("log_density_quantiles_") is None:
@@ -159,21 +168,3 @@ def check_contamination(contamination: Any) -> float:
     if not 0.0 < value <= 0.5:
         raise InputError(f"contamination must be in (0, 0.5], got {contamination!r}")
     return value
-
-
-def weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Quantiles of ``values`` with ``weights`` at probabilities ``levels``.
-
-    The sorted values sit at the midpoints of their cumulative weights (Hazen's plotting
-    positions, the weighted form of numpy's ``method="hazen"``), linearly interpolated between;
-    levels below the first or above the last midpoint give the minimum or maximum.  Rows with
-    zero weight are left out.
-    """
-    keep = weights > 0
-    values, weights = values[keep], weights[keep]
-    if values.size == 0:
-        raise ValueError("no rows with positive weight")
-    order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
-    positions = (np.cumsum(w) - 0.5 * w) / w.sum()
-    return np.interp(levels, positions, v)

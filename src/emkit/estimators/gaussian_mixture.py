@@ -1,4 +1,9 @@
-"""``emkit.GaussianMixture``: a scikit-learn estimator over the engine's Gaussian mixture model."""
+"""``emkit.GaussianMixture``: a scikit-learn estimator over the mixture of the Gaussian family.
+
+The engine model is :class:`~emkit.models.mixture.FamilyMixture` of
+:class:`~emkit.families.gaussian.Gaussian` (the one mixture stack); this shell keeps
+scikit-learn's parameters and fitted attributes (``means_``, ``precisions_cholesky_``, …).
+"""
 
 from __future__ import annotations
 
@@ -24,12 +29,7 @@ from emkit.estimators._mixture import MixtureInference
 from emkit.estimators.missing import check_incomplete
 from emkit.families.covariance import CovarianceStructure, covariance_structure
 from emkit.families.gaussian import Gaussian, GaussianParams
-from emkit.models.gaussian_mixture import (
-    INIT_METHODS,
-    GaussianMixtureModel,
-    GaussianMixtureParams,
-)
-from emkit.models.missing import missing_gaussian_mixture_model
+from emkit.models.mixture import MIXTURE_INITS, FamilyMixture, MixtureParams
 
 
 def _check_precisions(prec: np.ndarray, structure: str) -> None:
@@ -149,8 +149,10 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
             raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
         covariance_structure(self.covariance_type)
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
+        if self.init_params not in MIXTURE_INITS:
+            raise ValueError(
+                f"init_params must be one of {MIXTURE_INITS}, got {self.init_params!r}"
+            )
         check_settings(
             self,
             (
@@ -161,51 +163,48 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
             ),
         )
 
-    def _build_model(self, X: np.ndarray, w: np.ndarray) -> GaussianMixtureModel:
-        """The engine model; data with NaN get the subclass that marginalises missing cells
-        (complete chunks still take the fast path)."""
+    def _build_model(self, X: np.ndarray, w: np.ndarray) -> FamilyMixture:
+        """The mixture of the Gaussian family, its sums about the weighted column means of the
+        observed cells (data with NaN are marginalised per pattern; complete chunks still take
+        the fused path)."""
         incomplete = bool(np.isnan(X).any())
         origin = weighted_column_mean(np.nan_to_num(X) if incomplete else X, w)
         if incomplete:
             observed = (~np.isnan(X) * w[:, None]).sum(axis=0)
             origin = origin * w.sum() / np.maximum(observed, 1e-300)
-        settings = dict(
-            n_components=int(self.n_components),
-            covariance=covariance_structure(self.covariance_type),
-            reg_covar=float(self.reg_covar),
-            origin=origin,
-            init_method=self.init_params,
-        )
-        return (
-            missing_gaussian_mixture_model(**settings)
-            if incomplete
-            else (GaussianMixtureModel(**settings))
-        )
+        return self._mixture(int(self.n_components), origin, X.shape[1])
+
+    def _mixture(self, K: int, origin: np.ndarray, D: int) -> FamilyMixture:
+        family = Gaussian(covariance_structure(self.covariance_type), self.reg_covar, origin)
+        return FamilyMixture(family, K, self.init_params, n_features=D)
 
     def _start_params(
-        self, model: GaussianMixtureModel, data: ArrayData, rng: np.random.Generator
-    ) -> GaussianMixtureParams | None:
-        """The user's start (any of weights/means/precisions given), else None (use init)."""
+        self, model: FamilyMixture, data: ArrayData, rng: np.random.Generator
+    ) -> MixtureParams | None:
+        """The user's start (any of weights/means/precisions given), else None (use init).
+
+        With all three given they are the start as they are; otherwise the missing ones come
+        from one M-step on the nearest-mean partition of ``means_init`` (or on the init's)."""
         given = [v is not None for v in (self.weights_init, self.means_init, self.precisions_init)]
         if not any(given):
             return None
         K, D = model.n_components, data.width
-        if self.means_init is not None:
-            means = self._user_array("means_init", self.means_init, (K, D))
-            base = model.from_means(data, means)
-        else:
-            base = model.init(data, rng)
-        weights, means, pc = base.weights, base.means, base.precisions_cholesky
+        structure = model.family.covariance
+        weights = means = pc = None
         if self.weights_init is not None:
             weights = check_weights(self.weights_init, K, "weights_init")
         if self.means_init is not None:
             means = self._user_array("means_init", self.means_init, (K, D))
         if self.precisions_init is not None:
-            structure = model.covariance
             prec = self._user_array("precisions_init", self.precisions_init, structure.shape(K, D))
             _check_precisions(prec, structure.name)
             pc = structure.precisions_cholesky(structure.covariances_from_precisions(prec))
-        return GaussianMixtureParams(weights, means, pc)
+        if not all(given):
+            base = model.from_means(data, means) if means is not None else model.init(data, rng)
+            weights = base.weights if weights is None else weights
+            means = base.components.means if means is None else means
+            pc = base.components.precisions_cholesky if pc is None else pc
+        return MixtureParams(weights, GaussianParams(means, pc))
 
     @staticmethod
     def _user_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -217,13 +216,14 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         return arr
 
     # --- fitted parameters --------------------------------------------------------------------
-    def _set_fitted(self, params: GaussianMixtureParams) -> None:
+    def _set_fitted(self, params: MixtureParams) -> None:
         structure = covariance_structure(self.covariance_type)
+        pc = params.components.precisions_cholesky
         self.weights_ = params.weights
-        self.means_ = params.means
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = structure.precisions_from_cholesky(params.precisions_cholesky)
-        self.covariances_ = structure.covariances_from_cholesky(params.precisions_cholesky)
+        self.means_ = params.components.means
+        self.precisions_cholesky_ = pc
+        self.precisions_ = structure.precisions_from_cholesky(pc)
+        self.covariances_ = structure.covariances_from_cholesky(pc)
 
     def check_fitted_state(self) -> None:
         """Settings as ``fit`` checks them; ``weights_`` a simplex, ``means_`` finite and
@@ -241,18 +241,14 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         Gaussian(structure).check_params(GaussianParams(means, pc), K, D, fitted_name)
         check_fitted_common(self, D)
         self._check_quantile_table()
-        self._set_fitted(GaussianMixtureParams(weights, means, pc))
+        self._set_fitted(MixtureParams(weights, GaussianParams(means, pc)))
 
-    def _get_fitted_params(self) -> GaussianMixtureParams:
-        return GaussianMixtureParams(self.weights_, self.means_, self.precisions_cholesky_)
+    def _get_fitted_params(self) -> MixtureParams:
+        return MixtureParams(self.weights_, GaussianParams(self.means_, self.precisions_cholesky_))
 
-    def _fitted_model(self) -> GaussianMixtureModel:
-        return missing_gaussian_mixture_model(
-            n_components=self.weights_.shape[0],
-            covariance=covariance_structure(self.covariance_type),
-            reg_covar=float(self.reg_covar),
-            origin=np.asarray(self.weights_ @ self.means_),
-        )
+    def _fitted_model(self) -> FamilyMixture:
+        K, D = self.means_.shape
+        return self._mixture(K, np.asarray(self.weights_ @ self.means_), D)
 
     # --- inference (shared: MixtureInference) -------------------------------------------------
     def _check_predict_X(self, X: Any) -> np.ndarray:

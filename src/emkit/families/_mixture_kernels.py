@@ -50,6 +50,33 @@ def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) ->
 
 
 @numba.njit(**_OPTS)
+def _log_normalize_rows(logp: np.ndarray, row_ll: np.ndarray) -> None:
+    for i in range(logp.shape[0]):
+        row = logp[i]
+        top = row[0]
+        for k in range(1, row.shape[0]):
+            if row[k] > top:
+                top = row[k]
+        if not np.isfinite(top):
+            top = 0.0
+        total = 0.0
+        for k in range(row.shape[0]):
+            total += np.exp(row[k] - top)
+        norm = np.log(total) + top
+        row_ll[i] = norm
+        for k in range(row.shape[0]):
+            row[k] -= norm
+
+
+def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In place: ``logp ← logp − logsumexp(logp)`` per row; returns (logp, row logsumexp),
+    both in the dtype of ``logp`` (the sums run in float64)."""
+    row_ll = np.empty(logp.shape[0], dtype=logp.dtype)
+    _log_normalize_rows(logp, row_ll)
+    return logp, row_ll
+
+
+@numba.njit(**_OPTS)
 def full_rows(
     Y: np.ndarray,
     offsets: np.ndarray,
@@ -85,3 +112,22 @@ def full_rows(
             base = k * D
             for d in range(D):
                 Y[i, base + d] = Y[i, base + d] * root
+
+
+@numba.njit(**_OPTS)
+def full_log_densities(
+    Y: np.ndarray, offsets: np.ndarray, const: np.ndarray, logp: np.ndarray
+) -> None:
+    """``logp[n, k] = const_k − ½‖Y_k[n] − offsets_k‖²`` from ``Y = X L`` (n, K·D), summed in
+    float64 whatever the dtype of ``Y``; ``Y`` is left as it is."""
+    n = Y.shape[0]
+    K = const.shape[0]
+    D = Y.shape[1] // K
+    for i in range(n):
+        for k in range(K):
+            s = 0.0
+            base = k * D
+            for d in range(D):
+                t = Y[i, base + d] - offsets[base + d]
+                s += t * t
+            logp[i, k] = const[k] - 0.5 * s

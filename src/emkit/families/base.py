@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emkit._validation import InputError, check_finite, check_positive, real_array
+from emkit.families._mixture_kernels import log_softmax_rows, normalize_rows
 
 EPS = 10.0 * np.finfo(np.float64).eps
 
@@ -84,6 +85,45 @@ class Family(ABC):
 
     def log_prior(self, params: Any) -> float:
         return 0.0
+
+    # --- one E-step: what a batch needs from the parameters, and a mixture's fused chunk -------
+    def prepare(self, params: Any) -> Any:
+        """What :meth:`log_prob` and :meth:`accumulate` need from ``params``, computed once per
+        E-step and passed to them in place of ``params`` (default: ``params`` itself)."""
+        return params
+
+    def mixture_chunk(
+        self, prepared: Any, log_weights: np.ndarray, X: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """A mixture's E-step on one chunk: ``(row log-likelihoods, n_k, sums)``.
+
+        ``log p_nk = log π_k + log f(x_n | θ_k)``, ``R = w·softmax_k(log p)``, ``n_k = Σ_n R_nk``
+        and ``accumulate(R)``; families with fused kernels do all three in one pass.
+        """
+        logp = np.ascontiguousarray(self.log_prob(prepared, X), dtype=np.float64)
+        logp += log_weights
+        row_ll = np.empty(X.shape[0])
+        normalize_rows(logp, w, row_ll)  # logp becomes R = w·r
+        return row_ll, logp.sum(axis=0), self.accumulate(prepared, X, logp)
+
+    def mixture_log_resp(
+        self, prepared: Any, log_weights: np.ndarray, X: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log-responsibilities ``(n, K)`` and row log-densities ``log Σ_k π_k f(x_n | θ_k)``."""
+        logp = np.ascontiguousarray(self.log_prob(prepared, X), dtype=np.float64)
+        logp += log_weights
+        return log_softmax_rows(logp)
+
+    def reseed(
+        self, params: Any, weights: np.ndarray, dead: np.ndarray
+    ) -> tuple[np.ndarray, Any, str]:
+        """Components ``dead`` lost all their weight: finite parameters for them, the new
+        weights, and what was done (for the warning).  Default: a copy of the heaviest
+        component with the floor weight (its expected log-likelihood term is zero, so EM
+        stays monotone)."""
+        index = np.arange(weights.size)
+        index[dead] = int(np.argmax(weights))
+        return weights, self.take(params, index), "kept as copies of the heaviest component"
 
     # --- parameter groups held fixed (an HMM's Learn(emissions=(...))) -------------------------
     parameter_groups: ClassVar[tuple[str, ...]] = ()  # groups that can be estimated separately

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from emkit._validation import InputError, check_finite, check_positive, real_array
-from emkit.families._mixture_kernels import full_rows, normalize_rows
+from emkit.families._mixture_kernels import full_log_densities, full_rows, normalize_rows
 from emkit.families.base import floored_counts
 
 
@@ -221,6 +221,16 @@ class CovarianceStructure(ABC):
         """Whatever :meth:`accumulate` needs from the factors, computed once per E-step."""
         return pc
 
+    def log_densities(
+        self, Xc: np.ndarray, means_c: np.ndarray, factors: Any, log_const: np.ndarray
+    ) -> np.ndarray:
+        """``log p_nk = log_const_k − ½·maha_nk`` ``(n, K)`` in the dtype of ``Xc`` (inference:
+        the E-step's products without the sums).  ``factors`` is ``prepare(pc)``."""
+        logp = self.mahalanobis(Xc, means_c, factors)
+        logp *= -0.5
+        logp += log_const.astype(logp.dtype)
+        return logp
+
     def accumulate(
         self,
         Xc: np.ndarray,
@@ -371,6 +381,16 @@ class Full(CovarianceStructure):
     def prepare(self, pc):
         K, D, _ = pc.shape
         return _FullFactors(pc, pc.transpose(1, 0, 2).reshape(D, K * D), np.linalg.inv(pc))
+
+    def log_densities(self, Xc, means_c, factors, log_const):
+        """``Y = Xc·[L_1 … L_K]`` (one product) and one fused sweep for the log-densities."""
+        pc, stacked, _ = factors
+        K, D, _ = pc.shape
+        Y = Xc @ stacked.astype(Xc.dtype, copy=False)
+        offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(K * D).astype(Xc.dtype)
+        logp = np.empty((Xc.shape[0], K), dtype=Xc.dtype)
+        full_log_densities(Y, offsets, np.asarray(log_const, dtype=np.float64), logp)
+        return logp
 
     def accumulate(self, Xc, w, means_c, factors, log_const):
         """``Y = Xc·[L_1 … L_K]`` (one product), a fused sweep for centring, log-densities,

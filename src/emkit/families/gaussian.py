@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from emkit._validation import InputError, check_finite, real_array
+from emkit.families._mixture_kernels import log_softmax_rows
 from emkit.families.base import (
     Family,
     check_origin,
@@ -69,13 +69,17 @@ class GaussianParams:
         return self.means.shape[1]
 
 
-@lru_cache(maxsize=8)
-def _centres(family: Gaussian, params: GaussianParams) -> np.ndarray:
-    """``shared_origins`` of ``params``, once per (family, params): both immutable, hashed by
-    identity (an HMM's E-step asks once per chunk)."""
-    return shared_origins(
-        family.covariance, params.means, params.precisions_cholesky, family.origin
-    )
+@dataclass(frozen=True, eq=False)
+class PreparedGaussian:
+    """What one E-step needs from :class:`GaussianParams`, computed once (``Gaussian.prepare``):
+    the components' centres (``shared_origins``), whether one serves all, the structure's
+    factors for the fused products and ``½ log det Λ_k``."""
+
+    params: GaussianParams
+    centres: np.ndarray
+    shared: bool
+    factors: Any
+    log_det: np.ndarray
 
 
 class Gaussian(Family):
@@ -139,48 +143,121 @@ class Gaussian(Family):
         K, D = params.means.shape
         return full_covariances(self.covariance, params.precisions_cholesky, K, D)
 
-    def log_prob(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
+    # --- one E-step -----------------------------------------------------------------------------
+    def prepare(self, params: GaussianParams | PreparedGaussian) -> PreparedGaussian:
+        """Centres, factors and log-determinants of ``params``, once per E-step."""
+        if isinstance(params, PreparedGaussian):
+            return params
+        K, D = params.means.shape
+        pc = params.precisions_cholesky
+        centres = shared_origins(self.covariance, params.means, pc, self.origin)
+        return PreparedGaussian(
+            params,
+            centres,
+            bool(np.all(centres == centres[0])),
+            self.covariance.prepare(pc),
+            self.covariance.log_det_cholesky(pc, K, D),
+        )
+
+    def mixture_chunk(
+        self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """Complete rows about one shared origin: the structure's fused, BLAS-3 E-step in the
+        dtype of ``X`` (densities, responsibilities and sums in one pass); otherwise (far-apart
+        components, NaN cells) the generic pass in float64."""
+        params, centres = prepared.params, prepared.centres
+        if prepared.shared and incomplete_rows(X) is None:
+            origin = centres[0]
+            D = params.n_features
+            chunk = self.covariance.accumulate(
+                X - origin.astype(X.dtype),
+                w,
+                params.means - origin,
+                prepared.factors,
+                log_weights + prepared.log_det - 0.5 * D * LOG_2PI,
+            )
+            return chunk.row_ll, chunk.nk, (chunk.sx, chunk.sxx, chunk.nk[:, None] * centres)
+        try:
+            return super().mixture_chunk(prepared, log_weights, X, w)
+        except CovarianceError:  # an infeasible (extrapolated) point: the engine rejects it
+            K, D = params.means.shape
+            shape = self.covariance.second_moment_shape(K, D)
+            empty = (np.zeros((K, D)), np.zeros(shape), np.zeros((K, D)))
+            return np.full(X.shape[0], -np.inf), np.zeros(K), empty
+
+    def mixture_log_resp(
+        self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log-responsibilities (in the dtype of ``X``) and row log-densities: complete rows
+        about one shared origin through the structure's fused ``log_densities``."""
+        params = prepared.params
+        if prepared.shared and incomplete_rows(X) is None:
+            origin = prepared.centres[0]
+            D = params.n_features
+            logp = self.covariance.log_densities(
+                X - origin.astype(X.dtype),
+                params.means - origin,
+                prepared.factors,
+                log_weights + prepared.log_det - 0.5 * D * LOG_2PI,
+            )
+            return log_softmax_rows(logp)
+        log_resp, row_ll = super().mixture_log_resp(prepared, log_weights, X)
+        return log_resp.astype(X.dtype, copy=False), row_ll
+
+    def init_features(self, X: np.ndarray) -> np.ndarray:
+        """The rows themselves, in their own dtype (k-means++ on float32 data stays float32)."""
+        X = np.asarray(X)
+        return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+
+    def log_prob(self, params: GaussianParams | PreparedGaussian, X: np.ndarray) -> np.ndarray:
         """``log N(x_n | μ_k, Σ_k)`` as a float64 ``(n, K)`` array; rows with NaN cells get the
         density of their observed cells, ``log N(x_o | μ_k,o, Σ_k,oo)``."""
+        prepared = self.prepare(params)
+        params = prepared.params
         incomplete = incomplete_rows(X)
         if incomplete is None:
-            return self._log_prob_complete(params, X)
+            return self._log_prob_complete(prepared, X)
         out = np.empty((X.shape[0], params.n_components))
         complete = ~incomplete
         if complete.any():
-            out[complete] = self._log_prob_complete(params, X[complete])
+            out[complete] = self._log_prob_complete(prepared, X[complete])
         zeros = np.zeros(params.n_components)
         covs = self._full_covariances(params)
         out[incomplete] = pattern_log_prob(zeros, params.means, covs, X[incomplete])
         return out
 
-    def _log_prob_complete(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
+    def _log_prob_complete(self, prepared: PreparedGaussian, X: np.ndarray) -> np.ndarray:
+        params = prepared.params
         K, D = params.means.shape
         if X.shape[1] != D:
             raise ValueError(f"these Gaussian parameters have {D} features, the data {X.shape[1]}")
         pc = params.precisions_cholesky
         X = np.asarray(X, dtype=np.float64)
-        logp = mahalanobis_about(self.covariance, X, params.means, pc, _centres(self, params))
+        logp = mahalanobis_about(self.covariance, X, params.means, pc, prepared.centres)
         logp *= -0.5
-        logp += self.covariance.log_det_cholesky(pc, K, D) - 0.5 * D * LOG_2PI
+        logp += prepared.log_det - 0.5 * D * LOG_2PI
         return logp
 
-    def accumulate(self, params: GaussianParams | None, X: np.ndarray, R: np.ndarray) -> tuple:
+    def accumulate(
+        self, params: GaussianParams | PreparedGaussian | None, X: np.ndarray, R: np.ndarray
+    ) -> tuple:
         """``(Σ_n R_nk (x_n − c_k), second moment of x_n − c_k, Σ_n R_nk c_k)``, float64; rows
         with NaN cells add their conditional expectations ``x̂_nk`` and covariances
         (``Σ R (x̂ x̂ᵀ + C)``).  ``params`` None (a start): ``c_k`` are the means under ``R``."""
         R = np.asarray(R, dtype=np.float64)
         incomplete = incomplete_rows(X)
+        if params is None:
+            if incomplete is not None:
+                raise ValueError(
+                    "missing cells need current parameters; start from complete rows"
+                )
+            return self._start_sums(X, R)
+        prepared = self.prepare(params)
+        params, centres = prepared.params, prepared.centres
         if incomplete is None:
-            if params is None:
-                return self._start_sums(X, R)
-            centres = _centres(self, params)
             sx, second = moments_about(self.covariance, X, R, centres)
             return (sx, second, R.sum(axis=0)[:, None] * centres)
-        if params is None:
-            raise ValueError("missing cells need current parameters; start from complete rows")
         complete = ~incomplete
-        centres = _centres(self, params)
         sx, second = moments_about(self.covariance, X[complete], R[complete], centres)
         more = conditional_sums(
             self.covariance,
@@ -205,6 +282,33 @@ class Gaussian(Family):
         means, cov = parameters_from_moments(self.covariance, nk, sx, second, mass, self.reg_covar)
         return GaussianParams(
             means=means, precisions_cholesky=self.covariance.precisions_cholesky(cov)
+        )
+
+    def reseed(
+        self, params: GaussianParams, weights: np.ndarray, dead: np.ndarray
+    ) -> tuple[np.ndarray, GaussianParams, str]:
+        """Each dead component takes half of the heaviest one: the two means move half a
+        standard deviation apart along its principal axis, both keep its covariance."""
+        K, D = params.means.shape
+        weights, means = weights.copy(), params.means.copy()
+        cov = self.covariances(params)
+        index = np.arange(K)
+        left = set(int(k) for k in dead)
+        for k in sorted(left):
+            h = max((j for j in range(K) if j not in left), key=lambda j: weights[j])
+            var, axis = self.covariance.principal_axis(cov, h, D)
+            offset = 0.5 * np.sqrt(max(var, self.reg_covar)) * axis
+            means[k] = means[h] + offset
+            means[h] = means[h] - offset
+            weights[k] = weights[h] = weights[h] / 2.0
+            cov = self.covariance.copy_component(cov, h, k)
+            index[k] = index[h]
+            left.discard(k)
+        factors = self.covariance.take(params.precisions_cholesky, index)
+        return (
+            weights / weights.sum(),
+            GaussianParams(means, factors),
+            "re-seeded by splitting the heaviest component",
         )
 
     # --- parameter groups (Learn(emissions=("covariances",)) holds the means) ------------------
@@ -315,4 +419,4 @@ class Gaussian(Family):
         )
 
     def row_bytes(self, K: int, D: int) -> int:
-        return self.covariance.temp_bytes_per_row(K, D, 8) + 8 * (K + D)
+        return self.covariance.temp_bytes_per_row(K, D, 8)

@@ -27,8 +27,7 @@ from emkit.engine.stats import Stats, add_leaves
 from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
 from emkit.models._hmm_kernels import forward_backward, sample_states, viterbi
-from emkit.models.gaussian_mixture import ComponentCollapseWarning
-from emkit.models.mixture import starting_responsibilities
+from emkit.models.mixture import ComponentCollapseWarning, starting_responsibilities
 
 HMM_INITS = ("k-means++", "random", "random_from_data")
 EPS = 10.0 * np.finfo(np.float64).eps
@@ -96,6 +95,14 @@ class HMMParams:
     @property
     def n_states(self) -> int:
         return self.startprob.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedHMM:
+    """The parameters and the emission family's ``prepare`` of them, once per E-step."""
+
+    params: HMMParams
+    emission: Any
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,9 @@ class HMMModel:
     def log_emission(self, params: HMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``log b_k(x_t)`` as a C-contiguous float64 ``(n, K)`` (0 on missing rows) and the
         mask of missing rows; the family is evaluated over cache-sized row chunks."""
+        return self._log_emission(self.emission.prepare(params.emission), X)
+
+    def _log_emission(self, emission: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, K = X.shape[0], self.n_states
         missing = _missing_rows(X)
         logb = np.empty((n, K))
@@ -189,10 +199,10 @@ class HMMModel:
             if gap.any():
                 block = np.zeros((gap.size, K))
                 if not gap.all():
-                    block[~gap] = self.emission.log_prob(params.emission, X[rows][~gap])
+                    block[~gap] = self.emission.log_prob(emission, X[rows][~gap])
                 logb[rows] = block
             else:
-                logb[rows] = self.emission.log_prob(params.emission, X[rows])
+                logb[rows] = self.emission.log_prob(emission, X[rows])
         return logb, missing
 
     def _accumulate(
@@ -256,8 +266,12 @@ class HMMModel:
         return logprob, states
 
     # --- engine protocol ----------------------------------------------------------------------
-    def e_step(self, params: HMMParams, batch: SequenceBatch) -> HMMStats:
-        logb, missing = self.log_emission(params, batch.X)
+    def prepare(self, params: HMMParams) -> PreparedHMM:
+        return PreparedHMM(params, self.emission.prepare(params.emission))
+
+    def e_step(self, prepared: PreparedHMM, batch: SequenceBatch) -> HMMStats:
+        params = prepared.params
+        logb, missing = self._log_emission(prepared.emission, batch.X)
         w_seq = batch.sequence_weights
         loglik, R, xi, start, nk = self._forward_backward(
             params, logb, batch.offsets, w_seq, True
@@ -272,7 +286,7 @@ class HMMModel:
             start=start,
             trans=xi,
             nk=nk,
-            sums=self._accumulate(params.emission, batch.X, R, missing),
+            sums=self._accumulate(prepared.emission, batch.X, R, missing),
         )
 
     def m_step(self, stats: HMMStats, params: HMMParams) -> HMMParams:

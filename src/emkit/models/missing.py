@@ -16,22 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import Stats
+from emkit.families._mixture_kernels import log_softmax_rows
 from emkit.families.covariance import CovarianceError, _upper_to_vector, _vector_to_upper
 from emkit.families.missing_cells import (
-    add_pattern_sums,
     cholesky,
-    full_covariances,
     gaussian_patterns,
     missingness_patterns,
-    pattern_log_prob,
 )
-from emkit.models.gaussian_mixture import GaussianMixtureModel, GaussianMixtureStats
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -115,6 +111,9 @@ class MissingNormalModel:
         return np.zeros(self.n_features) if self.origin is None else self.origin
 
     # --- E-step -------------------------------------------------------------------------------
+    def prepare(self, params: MissingNormalParams) -> MissingNormalParams:
+        return params  # the patterns' regressions depend on the batch
+
     def e_step(self, params: MissingNormalParams, batch: Batch) -> MissingNormalStats:
         """Observed-data log-likelihood and ``Σ w x̂``, ``Σ w (x̂x̂ᵀ + C)`` of one batch."""
         X = np.asarray(batch.X, dtype=np.float64)
@@ -254,43 +253,6 @@ def _normal_noise(rng: np.random.Generator, cov: np.ndarray, n: int) -> np.ndarr
 # --------------------------------------------------------------------------------------------------
 
 
-def _log_normalise(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    top = logp.max(axis=1, keepdims=True)
-    norm = np.log(np.exp(logp - top).sum(axis=1, keepdims=True)) + top
-    return logp - norm, norm[:, 0]
-
-
-def mixture_missing_stats(
-    structure: Any,
-    log_weights: np.ndarray,
-    means: np.ndarray,
-    covs: np.ndarray,
-    X: np.ndarray,
-    w: np.ndarray,
-    centres: np.ndarray,
-) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
-    """E-step of a mixture on rows with NaN: ``(loglik, weight, n_k, s_k, second)`` about
-    each component's centre ``centres[k]``; ``s_k = Σ w r x̂_k``, second moments
-    ``Σ w r (x̂_k x̂_kᵀ + C_k)`` in the structure's shape (full ``(K,D,D)``, tied ``(D,D)``,
-    diag/spherical ``(K,D)`` diagonals).  Rows with every cell missing contribute nothing."""
-    K, D = means.shape
-    X = np.asarray(X, dtype=np.float64)
-    nk, sx = np.zeros(K), np.zeros((K, D))
-    second = np.zeros(structure.second_moment_shape(K, D))
-    loglik = weight = 0.0
-    for pat in gaussian_patterns(log_weights, means, covs, X):
-        if pat.obs.size == 0:
-            continue
-        wp = w[pat.rows]
-        log_resp, row_ll = _log_normalise(pat.logp)
-        R = np.exp(log_resp) * wp[:, None]
-        loglik += float(wp @ row_ll)
-        weight += float(wp.sum())
-        nk += R.sum(axis=0)
-        add_pattern_sums(structure, pat, R, centres, sx, second)
-    return loglik, weight, nk, sx, second
-
-
 def mixture_impute(
     log_weights: np.ndarray,
     means: np.ndarray,
@@ -304,7 +266,7 @@ def mixture_impute(
     for pat in gaussian_patterns(log_weights, means, covs, X):
         if not pat.miss.size:
             continue
-        log_resp, _ = _log_normalise(pat.logp)
+        log_resp, _ = log_softmax_rows(np.array(pat.logp, dtype=np.float64))
         resp = np.exp(log_resp)
         if rng is None:
             fill = np.einsum("nk,knm->nm", resp, pat.xhat[:, :, pat.miss])
@@ -318,73 +280,3 @@ def mixture_impute(
                 fill[sel] += _normal_noise(rng, pat.cond[k], int(sel.sum()))
         X[np.ix_(pat.rows, pat.miss)] = fill
     return X
-
-
-@dataclass(frozen=True, eq=False)
-class MissingGaussianMixtureModel(GaussianMixtureModel):
-    """A Gaussian mixture whose batches may hold NaN: complete batches take the fast path;
-    a batch with NaN marginalises the missing cells per pattern and component (E-step) and
-    sums conditional expectations ``x̂_k`` and covariances ``C_k`` (M-step unchanged)."""
-
-    def _pieces(self, params: Any) -> tuple[np.ndarray, np.ndarray]:
-        K, D = params.means.shape
-        covs = full_covariances(self.covariance, params.precisions_cholesky, K, D)
-        return np.log(params.weights), covs
-
-    def e_step(self, params: Any, batch: Batch) -> Any:
-        if not np.isnan(batch.X).any():
-            return super().e_step(params, batch)
-        log_w, covs = self._pieces(params)
-        centres = self.centres(params)  # the complete batches' centres: the sums add
-        try:
-            ll, weight, nk, sx, second = mixture_missing_stats(
-                self.covariance, log_w, params.means, covs, batch.X, batch.weights, centres
-            )
-        except CovarianceError:
-            K, D = params.means.shape
-            shape = self.covariance.second_moment_shape(K, D)
-            return GaussianMixtureStats(
-                -np.inf,
-                float(batch.weights.sum()),
-                np.zeros(K),
-                np.zeros((K, D)),
-                np.zeros(shape),
-                np.zeros((K, D)),
-            )
-        return GaussianMixtureStats(ll, weight, nk, sx, second, nk[:, None] * centres)
-
-    def component_log_prob(self, params: Any, X: np.ndarray) -> np.ndarray:
-        if not np.isnan(X).any():
-            return super().component_log_prob(params, X)
-        log_w, covs = self._pieces(params)
-        return pattern_log_prob(log_w, params.means, covs, X).astype(X.dtype)
-
-    def init(self, data: ArrayData, rng: np.random.Generator) -> Any:
-        """The complete-data start on the rows with every cell observed (or, if too few,
-        on column-mean-filled rows)."""
-        X = np.asarray(data.X)
-        mask = np.isnan(X)
-        complete = ~mask.any(axis=1) & (data.weights > 0)
-        if np.count_nonzero(complete) >= max(2 * self.n_components, X.shape[1] + 1):
-            return super().init(ArrayData(X[complete], data.weights[complete]), rng)
-        means = np.nanmean(np.where(mask.all(axis=0), 0.0, X), axis=0)
-        filled = np.where(mask, means, X)
-        return super().init(ArrayData(filled, data.weights), rng)
-
-    def from_means(self, data: ArrayData, means: np.ndarray) -> Any:
-        """One M-step on nearest-mean assignments, with missing cells at their column mean."""
-        X = np.asarray(data.X)
-        if not np.isnan(X).any():
-            return super().from_means(data, means)
-        filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
-        return super().from_means(ArrayData(filled, data.weights), means)
-
-    def impute(self, params: Any, X: np.ndarray, rng: np.random.Generator | None = None):
-        """NaN cells at their conditional expectation under the mixture (or drawn)."""
-        log_w, covs = self._pieces(params)
-        return mixture_impute(log_w, params.means, covs, X, rng)
-
-
-def missing_gaussian_mixture_model(**kwargs: Any) -> MissingGaussianMixtureModel:
-    """A :class:`GaussianMixtureModel` that accepts NaN cells (see ``mixture_missing_stats``)."""
-    return MissingGaussianMixtureModel(**kwargs)

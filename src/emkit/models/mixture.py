@@ -9,13 +9,16 @@ from typing import Any
 import numpy as np
 
 from emkit.engine.protocol import ArrayData, Batch
+from emkit.engine.sketch import N_BINS, log_density_sketch
 from emkit.engine.stats import Stats
-from emkit.families._mixture_kernels import normalize_rows
 from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
-from emkit.models.gaussian_mixture import ComponentCollapseWarning
 
-MIXTURE_INITS = ("k-means++", "random", "random_from_data")
+MIXTURE_INITS = ("k-means++", "kmeans", "random", "random_from_data")
+
+
+class ComponentCollapseWarning(UserWarning):
+    """A component lost all its weight and was re-seeded (``Family.reseed``)."""
 
 
 def starting_responsibilities(
@@ -30,12 +33,20 @@ def starting_responsibilities(
     """Responsibilities ``(n, K)`` of a starting partition, rows summing to one.
 
     ``"k-means++"``: k-means++ seeds on ``features``, every row to its nearest seed;
-    ``"random_from_data"``: random rows as seeds; ``"random"``: uniform random responsibilities.
+    ``"kmeans"``: the partition of one k-means run; ``"random_from_data"``: random rows as
+    seeds; ``"random"``: uniform random responsibilities.
     ``spread`` moves that share of each row's weight evenly over all K (a soft partition).
     """
     if method == "random":
         R = rng.uniform(size=(n_rows, K))
         return R / R.sum(axis=1, keepdims=True)
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        seed = int(rng.integers(2**31 - 1))
+        kmeans = KMeans(n_clusters=K, n_init=1, random_state=seed)
+        labels = kmeans.fit(features, sample_weight=weights).labels_
+        return _hard(labels, n_rows, K, spread)
     if method == "k-means++":
         from sklearn.cluster import kmeans_plusplus
 
@@ -47,7 +58,11 @@ def starting_responsibilities(
         raise ValueError(f"init_params must be one of {MIXTURE_INITS}, got {method!r}")
     from sklearn.metrics import pairwise_distances_argmin
 
-    labels = pairwise_distances_argmin(features, centers)
+    labels = pairwise_distances_argmin(features, np.asarray(centers, dtype=features.dtype))
+    return _hard(labels, n_rows, K, spread)
+
+
+def _hard(labels: np.ndarray, n_rows: int, K: int, spread: float) -> np.ndarray:
     R = np.full((n_rows, K), spread / K)
     R[np.arange(n_rows), labels] += 1.0 - spread
     return R
@@ -67,10 +82,21 @@ class MixtureParams:
 
 @dataclass(frozen=True)
 class MixtureStats(Stats):
-    """``n_k = Σ w r_nk`` and the family's sums (a tuple of arrays)."""
+    """``n_k = Σ w r_nk``, the family's sums (a tuple of arrays) and the sketch of the rows'
+    log-densities (:mod:`emkit.engine.sketch`: the outlier table of the fitted model)."""
 
     nk: np.ndarray
     sums: tuple
+    log_densities: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedMixture:
+    """What every batch's E-step needs from :class:`MixtureParams`, once per E-step."""
+
+    params: MixtureParams
+    log_weights: np.ndarray
+    components: Any  # the family's ``prepare(params.components)``
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,36 +109,45 @@ class FamilyMixture:
     collapse_fraction: float = 1e-10
     n_features: int = 1  # sizes the E-step chunks
 
+    def prepare(self, params: MixtureParams) -> PreparedMixture:
+        return PreparedMixture(
+            params, np.log(params.weights), self.family.prepare(params.components)
+        )
+
     def component_log_prob(self, params: MixtureParams, X: np.ndarray) -> np.ndarray:
         """``log π_k + log f(x_n | θ_k)``, shape ``(n, K)``."""
         logp = self.family.log_prob(params.components, X)
         logp += np.log(params.weights)
         return logp
 
-    def e_step(self, params: MixtureParams, batch: Batch) -> MixtureStats:
-        logp = np.ascontiguousarray(self.component_log_prob(params, batch.X), dtype=np.float64)
-        row_ll = np.empty(batch.n_rows)
-        normalize_rows(logp, batch.weights, row_ll)  # logp becomes R = w·r
+    def log_resp(self, prepared: PreparedMixture, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-responsibilities ``(n, K)`` and row log-densities ``log p(x_n)``."""
+        return self.family.mixture_log_resp(prepared.components, prepared.log_weights, X)
+
+    def e_step(self, prepared: PreparedMixture, batch: Batch) -> MixtureStats:
+        row_ll, nk, sums = self.family.mixture_chunk(
+            prepared.components, prepared.log_weights, batch.X, batch.weights
+        )
         return MixtureStats(
             loglik=float(batch.weights @ row_ll),
             weight=float(batch.weights.sum()),
-            nk=logp.sum(axis=0),
-            sums=self.family.accumulate(params.components, batch.X, logp),
+            nk=nk,
+            sums=sums,
+            log_densities=log_density_sketch(row_ll, batch.weights),
         )
 
     def m_step(self, stats: MixtureStats, params: MixtureParams | None = None) -> MixtureParams:
+        """The family's M-step on the sums; a component whose weight vanished (``n_k`` below
+        ``collapse_fraction`` of the total) is re-seeded by the family (``Family.reseed``)."""
         nk = floored_counts(stats.nk)  # relative: the fit does not depend on the weights' scale
         components = self.family.m_step(stats.sums, nk, params.components if params else None)
         weights = nk / nk.sum()
         dead = np.flatnonzero(stats.nk <= self.collapse_fraction * stats.nk.sum())
         if dead.size and dead.size < nk.size:
-            # an empty component keeps finite parameters (a copy of the heaviest) and ~0 weight
-            index = np.arange(nk.size)
-            index[dead] = int(np.argmax(stats.nk))
-            components = self.family.take(components, index)
+            weights, components, how = self.family.reseed(components, weights, dead)
             warnings.warn(
                 f"component(s) {dead.tolist()} of the {self.family.name} mixture lost all their "
-                "weight; consider fewer components",
+                f"weight and were {how}; consider fewer components",
                 ComponentCollapseWarning,
                 stacklevel=3,
             )
@@ -138,13 +173,25 @@ class FamilyMixture:
 
     # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> MixtureParams:
-        """One M-step on a starting partition (see :func:`starting_responsibilities`)."""
-        data = ArrayData(fill_missing_cells(data.X), data.weights)  # a start needs full rows
+        """One M-step on a starting partition (see :func:`starting_responsibilities`) of the
+        rows with every cell observed, or, if they are too few (under ``max(2K, D + 1)``),
+        of all rows with missing cells at their column's median."""
+        data = _complete_rows(data, self.n_components)
         features = self.family.init_features(data.X) if self.init_method != "random" else None
         R = starting_responsibilities(
             features, data.weights, self.n_components, self.init_method, rng, data.n_rows
         )
         return self.from_resp(data, R)
+
+    def from_means(self, data: ArrayData, means: np.ndarray) -> MixtureParams:
+        """One M-step on the partition of every row to its nearest mean (in the family's
+        ``init_features``; missing cells at their column's median)."""
+        from sklearn.metrics import pairwise_distances_argmin
+
+        data = ArrayData(fill_missing_cells(data.X), data.weights)
+        features = self.family.init_features(data.X)
+        labels = pairwise_distances_argmin(features, np.asarray(means, dtype=features.dtype))
+        return self.from_resp(data, _hard(labels, data.n_rows, self.n_components, 0.0))
 
     def from_resp(self, data: ArrayData, resp: np.ndarray) -> MixtureParams:
         """One M-step on responsibilities ``resp`` (rows sum to one) of rows without NaN."""
@@ -154,7 +201,19 @@ class FamilyMixture:
             weight=float(data.weights.sum()),
             nk=R.sum(axis=0),
             sums=self.family.accumulate(None, data.X, R),
+            log_densities=np.zeros(N_BINS),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ComponentCollapseWarning)
             return self.m_step(stats)
+
+
+def _complete_rows(data: ArrayData, K: int) -> ArrayData:
+    """The rows a start is computed on: complete rows with positive weight, if enough."""
+    X = data.X
+    if X.dtype.kind != "f" or not np.isnan(X).any():
+        return data
+    complete = ~np.isnan(X).any(axis=1) & (data.weights > 0)
+    if np.count_nonzero(complete) >= max(2 * K, X.shape[1] + 1):
+        return ArrayData(X[complete], data.weights[complete])
+    return ArrayData(fill_missing_cells(X), data.weights)
