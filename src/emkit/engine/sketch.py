@@ -54,9 +54,9 @@ def sketch_quantiles(counts: np.ndarray, levels: np.ndarray) -> np.ndarray:
         raise ValueError("no rows with positive weight and a finite log-density")
     cumulative = np.cumsum(counts) / total
     levels = np.asarray(levels, dtype=np.float64)
-    first = int(np.flatnonzero(counts > 0)[0])
+    seen = np.flatnonzero(counts > 0)
+    first, last = int(seen[0]), int(seen[-1])
     bins = np.maximum(np.searchsorted(cumulative, levels * (1.0 - 1e-12)), first)
-    last = int(np.flatnonzero(counts > 0)[-1])
     edges = -LIMIT + STEP * np.minimum(bins, last).astype(np.float64)
     edges = np.where(levels >= 1.0, -LIMIT + STEP * (last + 1), edges)
     return np.sinh(edges)

@@ -53,13 +53,13 @@ class MixtureInference:
 
         return map_row_chunks(chunk, X, rows, LocalThreads())
 
-    def _log_resp_chunks(self, X: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-        self._check_fitted()
-        return self._map_log_resp(self._check_predict_X(X), lambda lr, ll: (lr, ll))
-
     def _rows(self, X: Any, fn: Callable[[np.ndarray, np.ndarray], Any]) -> list:
+        """``fn(log_resp, row_ll)`` of every chunk of the rows of user input ``X``."""
         self._check_fitted()
         return self._map_log_resp(self._check_predict_X(X), fn)
+
+    def _log_resp_chunks(self, X: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self._rows(X, lambda lr, ll: (lr, ll))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-density ``log p(x_n)`` of every row."""

@@ -165,18 +165,13 @@ class Gaussian(Family):
         """Complete rows about one shared origin: the structure's fused, BLAS-3 E-step in the
         dtype of ``X`` (densities, responsibilities and sums in one pass); otherwise (far-apart
         components, NaN cells) the generic pass in float64."""
-        params, centres = prepared.params, prepared.centres
-        if prepared.shared and incomplete_rows(X) is None:
-            origin = centres[0]
-            D = params.n_features
-            chunk = self.covariance.accumulate(
-                X - origin.astype(X.dtype),
-                w,
-                params.means - origin,
-                prepared.factors,
-                log_weights + prepared.log_det - 0.5 * D * LOG_2PI,
-            )
-            return chunk.row_ll, chunk.nk, (chunk.sx, chunk.sxx, chunk.nk[:, None] * centres)
+        fused = self._fused_arguments(prepared, log_weights, X)
+        if fused is not None:
+            Xc, means_c, factors, log_const = fused
+            chunk = self.covariance.accumulate(Xc, w, means_c, factors, log_const)
+            mass = chunk.nk[:, None] * prepared.centres
+            return chunk.row_ll, chunk.nk, (chunk.sx, chunk.sxx, mass)
+        params = prepared.params
         try:
             return super().mixture_chunk(prepared, log_weights, X, w)
         except CovarianceError:  # an infeasible (extrapolated) point: the engine rejects it
@@ -185,22 +180,26 @@ class Gaussian(Family):
             empty = (np.zeros((K, D)), np.zeros(shape), np.zeros((K, D)))
             return np.full(X.shape[0], -np.inf), np.zeros(K), empty
 
+    def _fused_arguments(
+        self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray
+    ) -> tuple | None:
+        """``(X − o, μ − o, factors, log π + ½ log det Λ − (D/2) log 2π)`` for the structure's
+        fused products when the rows are complete and one origin ``o`` serves every component;
+        else None (the general pass)."""
+        if not prepared.shared or incomplete_rows(X) is not None:
+            return None
+        params, origin = prepared.params, prepared.centres[0]
+        log_const = log_weights + prepared.log_det - 0.5 * params.n_features * LOG_2PI
+        return X - origin.astype(X.dtype), params.means - origin, prepared.factors, log_const
+
     def mixture_log_resp(
         self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Log-responsibilities (in the dtype of ``X``) and row log-densities: complete rows
         about one shared origin through the structure's fused ``log_densities``."""
-        params = prepared.params
-        if prepared.shared and incomplete_rows(X) is None:
-            origin = prepared.centres[0]
-            D = params.n_features
-            logp = self.covariance.log_densities(
-                X - origin.astype(X.dtype),
-                params.means - origin,
-                prepared.factors,
-                log_weights + prepared.log_det - 0.5 * D * LOG_2PI,
-            )
-            return log_softmax_rows(logp)
+        fused = self._fused_arguments(prepared, log_weights, X)
+        if fused is not None:
+            return log_softmax_rows(self.covariance.log_densities(*fused))
         log_resp, row_ll = super().mixture_log_resp(prepared, log_weights, X)
         return log_resp.astype(X.dtype, copy=False), row_ll
 
