@@ -1,4 +1,6 @@
-"""GaussianMixture through the contract suite: four covariance structures, float64 and float32."""
+"""GaussianMixture through the contract suite: four covariance structures, float64, float32 and
+data with missing cells.  The cases (``CASES``) join the one registry (``contract_registry.py``),
+whose ``TestContract`` runs every item over them; this module keeps the scikit-learn checks."""
 
 from __future__ import annotations
 
@@ -12,13 +14,7 @@ from hypothesis import reject
 from hypothesis import strategies as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from contract import (
-    ContractCase,
-    EMContract,
-    Problem,
-    estimators_for_checks,
-    mixture_sample,
-)
+from contract import ContractCase, Problem, estimators_for_checks, mixture_sample
 from emkit import GaussianMixture
 from emkit.engine import ArrayData, NumericalError
 from emkit.families.covariance import CovarianceError
@@ -143,7 +139,7 @@ def gmm_case(covariance_type: str, dtype: type) -> ContractCase:
 
     single = dtype is np.float32
     return ContractCase(
-        id=f"{covariance_type}-{np.dtype(dtype).name}",
+        id=f"gmm-{covariance_type}-{np.dtype(dtype).name}",
         problem=lambda seed: gmm_problem(covariance_type, dtype, seed),
         problems=gmm_problems(covariance_type, dtype),
         split=split_rows,
@@ -161,7 +157,12 @@ def gmm_case(covariance_type: str, dtype: type) -> ContractCase:
         monotone_slack=1e-5 if single else 1e-10,
         squarem_tol=1e-7 if single else 1e-12,
         squarem_rtol=1e-5 if single else 1e-8,
-        sklearn_checks=not single,  # the checks choose their own dtypes
+        lacks={
+            "sklearn_checks": "the checks choose their own dtypes: the float64 case of this "
+            "structure runs them (float32 input included)"
+        }
+        if single
+        else {},
         expected_failed_checks={
             "check_sample_weight_equivalence_on_dense_data": (
                 "with several components the random initialisation (k-means++ seeds) draws "
@@ -203,7 +204,7 @@ def gmm_missing_case(covariance_type: str) -> ContractCase:
     """GaussianMixture on data with missing cells (E-step marginalises them per pattern)."""
     base = gmm_case(covariance_type, np.float64)
     return ContractCase(
-        id=f"{covariance_type}-missing",
+        id=f"gmm-{covariance_type}-missing",
         problem=lambda seed: with_missing(gmm_problem(covariance_type, np.float64, seed), seed),
         problems=gmm_problems(covariance_type, np.float64).map(missing_or_reject),
         split=split_rows,
@@ -223,21 +224,15 @@ def gmm_missing_case(covariance_type: str) -> ContractCase:
         monotone_slack=1e-9,
         squarem_tol=1e-12,
         squarem_rtol=1e-7,
-        sklearn_checks=False,  # the complete-data cases run them (allow_nan tag included)
+        lacks={
+            "sklearn_checks": "the checks make their own data: the complete-data case of this "
+            "structure runs them, allow_nan tag included"
+        },
     )
 
 
 CASES = [gmm_case(ct, dtype) for dtype in (np.float64, np.float32) for ct in COVARIANCE_TYPES]
 CASES += [gmm_missing_case(ct) for ct in COVARIANCE_TYPES]
-
-
-@pytest.fixture(params=CASES, ids=lambda c: c.id, scope="module")
-def case(request: pytest.FixtureRequest) -> ContractCase:
-    return request.param
-
-
-class TestGaussianMixtureContract(EMContract):
-    pass
 
 
 # (9) scikit-learn's estimator checks, for every covariance structure: the default estimator

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,16 +20,20 @@ from scipy.special import expit, logit
 
 from emkit.engine import (
     ArrayData,
+    Batch,
+    DataSource,
     EMConfig,
     Flattenable,
     Model,
     Monitor,
     NumericalError,
+    Progress,
     Stats,
     expected_stats,
     fit,
     run_em,
 )
+from emkit.engine.stats import row_set, union_rows, unique_rows
 
 COUNTS = np.array([125.0, 18.0, 20.0, 34.0])
 THETA_HAT = 0.6268214979  # DLR (1977), to 10 digits
@@ -256,18 +261,19 @@ def test_expected_stats_of_no_rows_is_an_error() -> None:
 
 
 def test_result_bookkeeping_of_plain_em() -> None:
-    seen: list[tuple[int, float]] = []
+    seen: list[Progress] = []
     result = run_em(
         LinkageModel(),
         counts_data(),
         LinkageParams(0.5),
         EMConfig(max_iter=5, tol=0.0),
-        callback=lambda it, ll: seen.append((it, ll)),
+        callback=seen.append,
     )
     assert result.n_iter == 5 and result.n_estep == 6 and not result.converged
     assert len(result.history) == 6
-    assert [it for it, _ in seen] == [1, 2, 3, 4, 5]
-    assert [ll for _, ll in seen] == list(result.history[1:])
+    assert [p.iteration for p in seen] == [1, 2, 3, 4, 5]
+    assert [p.mean_objective for p in seen] == list(result.history[1:])
+    assert {(p.restart, p.n_restarts) for p in seen} == {(0, 1)}
     assert result.stats.weight == 197.0
     assert result.objective == result.loglik  # log_prior is 0
     assert result.mean_objective == pytest.approx(result.history[-1], rel=1e-15)
@@ -302,8 +308,14 @@ def test_squarem_needs_flatten() -> None:
 def test_restarts_keep_the_best_and_report_all() -> None:
     model, data = LinkageModel(), counts_data()
     config = EMConfig(max_iter=2, tol=0.0)  # two steps leave the restarts apart
-    result = fit(model, data, config, rng=np.random.default_rng(0), n_init=5)
+    seen: list[Progress] = []
+    result = fit(model, data, config, rng=np.random.default_rng(0), n_init=5, callback=seen.append)
     assert len(result.restart_objectives) == 5
+    # the callback knows the run: two steps in each of the five
+    assert [(p.restart, p.iteration) for p in seen] == [(r, i) for r in range(5) for i in (1, 2)]
+    assert {p.n_restarts for p in seen} == {5}
+    last = [p.mean_objective for p in seen if p.iteration == 2]
+    assert last == pytest.approx([o / 197.0 for o in result.restart_objectives], rel=1e-14)
     assert result.objective == max(result.restart_objectives)
     assert result.restart_objectives[result.best_restart] == result.objective
     # the same draws, one run at a time
@@ -577,3 +589,170 @@ def test_base_stats_alone_are_additive() -> None:
     s = Stats(loglik=-1.0, weight=1.0) + Stats(loglik=-2.0, weight=3.0)
     assert s == Stats(loglik=-3.0, weight=4.0)
     assert 0.5 * s == Stats(loglik=-1.5, weight=2.0)
+
+
+@dataclass(frozen=True)
+class SeenStats(Stats):
+    counts: np.ndarray  # Σ w x (summed)
+    seen: np.ndarray = row_set()  # the distinct rows of x (merged by union)
+
+
+def seen_stats(x: np.ndarray, w: np.ndarray) -> SeenStats:
+    """A toy E-step over boolean rows: ``Σ w x`` and the set of distinct rows (packed)."""
+    return SeenStats(0.0, float(w.sum()), w @ x, unique_rows(np.packbits(x, axis=1)))
+
+
+def test_a_declared_set_field_merges_by_union() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 11)) < 0.3
+    x[:20] = x[0]  # repeated rows
+    w = rng.uniform(0.5, 2.0, 60)
+    whole = seen_stats(x, w)
+    assert whole.seen.dtype == np.uint8 and whole.seen.shape[1] == 2
+    assert whole.seen.shape[0] == np.unique(x, axis=0).shape[0]
+    for cut in (1, 20, 37):
+        parts = [seen_stats(x[:cut], w[:cut]), seen_stats(x[cut:], w[cut:])]
+        assert (parts[0] + parts[1]).allclose(whole, rtol=1e-12)  # e_step(a)+e_step(b)
+        assert (parts[1] + parts[0]).allclose(whole, rtol=1e-12)
+        assert sum(parts).allclose(whole, rtol=1e-12)
+    assert (whole + whole).allclose(2.0 * whole, rtol=0.0)  # a union is idempotent
+    # scaling scales the sums and leaves the set as it is; the zero holds the empty set
+    half = 0.5 * whole
+    np.testing.assert_array_equal(half.counts, 0.5 * whole.counts)
+    np.testing.assert_array_equal(half.seen, whole.seen)
+    zero = whole.zeros_like()
+    assert zero.seen.shape == (0, 2) and zero.seen.dtype == np.uint8 and not zero.counts.any()
+    assert (whole + zero).allclose(whole, rtol=0.0) and (zero + whole).allclose(whole, rtol=0.0)
+    # sets compare exactly; sets of different widths do not merge
+    assert not dataclasses.replace(whole, seen=whole.seen[1:]).allclose(whole)
+    with pytest.raises(ValueError, match="cannot be merged"):
+        union_rows(whole.seen, np.zeros((1, 3), dtype=np.uint8))
+
+
+# --------------------------------------------------------------------------------------------------
+# batches that carry a response y and sparse X: a mixture of two linear regressions
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class RegressionParams:
+    weights: np.ndarray  # (K,)
+    coef: np.ndarray  # (K, D)
+    variances: np.ndarray  # (K,)
+
+
+@dataclass(frozen=True)
+class RegressionStats(Stats):
+    nk: np.ndarray  # Σ w r_k
+    xtx: np.ndarray  # (K, D, D) Σ w r_k x xᵀ
+    xty: np.ndarray  # (K, D) Σ w r_k x y
+    yty: np.ndarray  # (K,) Σ w r_k y²
+
+
+class RegressionMixture:
+    """``y | x ~ Σ_k π_k N(xᵀβ_k, σ_k²)``: the E-step reads ``batch.y``; ``batch.X`` may be a
+    SciPy sparse matrix (the products below work on either)."""
+
+    K = 2
+
+    def init(self, data: ArrayData, rng: np.random.Generator) -> RegressionParams:
+        D = data.width
+        return RegressionParams(np.full(2, 0.5), rng.normal(size=(2, D)), np.ones(2))
+
+    def prepare(self, params: RegressionParams) -> RegressionParams:
+        return params
+
+    def e_step(self, params: RegressionParams, batch: Batch) -> RegressionStats:
+        assert batch.y is not None
+        mean = np.asarray(batch.X @ params.coef.T)  # (n, K)
+        resid = batch.y[:, None] - mean
+        logp = (
+            np.log(params.weights)
+            - 0.5 * np.log(2 * np.pi * params.variances)
+            - 0.5 * resid**2 / params.variances
+        )
+        row = np.logaddexp.reduce(logp, axis=1)
+        R = np.exp(logp - row[:, None]) * batch.weights[:, None]
+        xtx = np.stack([weighted_gram(batch.X, R[:, k]) for k in range(self.K)])
+        return RegressionStats(
+            loglik=float(batch.weights @ row),
+            weight=float(batch.weights.sum()),
+            nk=R.sum(axis=0),
+            xtx=xtx,
+            xty=np.asarray(batch.X.T @ (R * batch.y[:, None])).T,
+            yty=R.T @ batch.y**2,
+        )
+
+    def m_step(self, stats: RegressionStats, params: RegressionParams) -> RegressionParams:
+        coef = np.linalg.solve(stats.xtx, stats.xty[..., None])[..., 0]
+        rss = stats.yty - np.einsum("kd,kd->k", coef, stats.xty)
+        return RegressionParams(stats.nk / stats.nk.sum(), coef, rss / stats.nk)
+
+    def log_prior(self, params: RegressionParams) -> float:
+        return 0.0
+
+    def row_bytes(self, params: RegressionParams) -> int:
+        return 64
+
+
+def weighted_gram(X: Any, r: np.ndarray) -> np.ndarray:
+    """``Σ_n r_n x_n x_nᵀ`` of dense or sparse rows."""
+    from scipy import sparse
+
+    if sparse.issparse(X):
+        return (X.T @ X.multiply(r[:, None])).toarray()
+    return X.T @ (X * r[:, None])
+
+
+def regression_data(sparse_x: bool) -> ArrayData:
+    from scipy import sparse
+
+    rng = np.random.default_rng(7)
+    n, D = 3000, 5
+    X = rng.normal(size=(n, D)) * (rng.uniform(size=(n, D)) < 0.4)  # 60 % zeros
+    X[:, 0] = 1.0
+    beta = np.array([[1.0, 2.0, -1.0, 0.0, 0.5], [-2.0, -1.0, 1.0, 3.0, 0.0]])
+    z = rng.integers(2, size=n)
+    y = np.einsum("nd,nd->n", X, beta[z]) + rng.normal(scale=0.3, size=n)
+    return ArrayData.of(sparse.csr_matrix(X) if sparse_x else X, rng.uniform(0.5, 2, n), y)
+
+
+def test_batches_carry_the_response_and_sparse_rows() -> None:
+    from scipy import sparse
+
+    dense, csr = regression_data(False), regression_data(True)
+    assert sparse.issparse(csr.X)
+    batches = list(csr.batches(1000))
+    assert len(batches) == 3 and all(b.y is not None and b.y.shape == (b.n_rows,) for b in batches)
+    assert sparse.issparse(batches[0].X)
+    np.testing.assert_array_equal(np.concatenate([b.y for b in batches]), csr.y)
+    model, config = RegressionMixture(), EMConfig(max_iter=200, tol=1e-10, max_rows=700, n_jobs=2)
+    start = RegressionParams(
+        np.full(2, 0.5), np.array([[0.5, 1, 0, 0, 0], [-1, 0, 0, 1, 0.0]]), np.ones(2)
+    )
+    a, b = run_em(model, dense, start, config), run_em(model, csr, start, config)
+    assert a.converged and b.converged and a.n_iter == b.n_iter
+    np.testing.assert_allclose(b.params.coef, a.params.coef, rtol=1e-10)
+    order = np.argsort(a.params.coef[:, 0])[::-1]
+    np.testing.assert_allclose(a.params.coef[order], [[1, 2, -1, 0, 0.5], [-2, -1, 1, 3, 0]],
+                               atol=0.05)
+    np.testing.assert_allclose(np.sqrt(a.params.variances), 0.3, rtol=0.1)
+    # one batch or many, one thread or two: the same fixed point
+    whole = run_em(model, dense, start, EMConfig(max_iter=200, tol=1e-10, n_jobs=1))
+    np.testing.assert_allclose(whole.params.coef, a.params.coef, rtol=1e-8)
+
+
+def test_a_sample_for_init_is_bounded_and_keeps_rows_whole() -> None:
+    from emkit.engine.data import SequenceData
+
+    data = regression_data(False)
+    assert isinstance(data, DataSource) and isinstance(SequenceData.of(data.X), DataSource)
+    assert data.sample(5000, np.random.default_rng(0)) is data  # small enough: itself, no draw
+    part = data.sample(100, np.random.default_rng(0))
+    assert part.n_rows == 100
+    rows = [int(np.flatnonzero(data.y == y)[0]) for y in part.y]  # y is continuous: unique
+    assert rows == sorted(rows) and len(set(rows)) == 100
+    np.testing.assert_array_equal(part.X, data.X[rows])
+    np.testing.assert_array_equal(part.weights, data.weights[rows])
+    csr = regression_data(True).sample(100, np.random.default_rng(0))
+    np.testing.assert_array_equal(csr.X.toarray(), part.X)

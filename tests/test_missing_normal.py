@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from contract import ContractCase, EMContract, Problem, estimators_for_checks
+import emkit.models.missing as missing_module
+from contract import ContractCase, Problem, estimators_for_checks
 from emkit import MissingNormal
-from emkit._validation import InputError
+from emkit._validation import InputError, check_sample_weight
 from emkit.engine import ArrayData, EMConfig, expected_stats, run_em
+from emkit.estimators._base import EMEstimator
 from emkit.estimators.missing import EmptyRowsWarning
-from emkit.models.missing import MissingNormalModel, MissingNormalParams
+from emkit.families.missing_cells import missingness_patterns
+from emkit.models.missing import (
+    MissingNormalModel,
+    MissingNormalParams,
+    iter_patterns,
+    pattern_rows,
+)
 
 SIZE = [8, 6, 11, 22, 14, 17, 18, 24, 19, 23, 26, 40, 4, 4, 5, 6, 8, 10]
 WORMS = [59, 58, 56, 53, 50, 45, 43, 42, 39, 38, 30, 27] + [np.nan] * 6
@@ -76,6 +86,93 @@ def test_standard_errors_information_and_bootstrap_agree() -> None:
     info = MissingNormal().fit(X).mean_se_
     boot = MissingNormal(se="bootstrap", n_bootstrap=100, random_state=0).fit(X).mean_se_
     np.testing.assert_allclose(boot, info, rtol=0.25)
+
+
+# --- what the fit reports comes from the statistics of the final E-step -----------------------
+def previous_information(
+    mean: np.ndarray, cov: np.ndarray, X: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """The post-fit pass this replaced: ``Σ_n w_n P_nᵀ Σ_oo,n⁻¹ P_n`` at the fitted (μ, Σ)."""
+    D = mean.shape[0]
+    info = np.zeros((D, D))
+    for pat in iter_patterns(MissingNormalParams(mean, cov), np.isnan(X)):
+        inv = pat.chol_inv.T @ pat.chol_inv
+        info[np.ix_(pat.obs, pat.obs)] += float(w[pat.rows].sum()) * inv
+    return info
+
+
+def engine_config(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:
+    """Make MissingNormal run the engine with these EMConfig changes (batches, threads)."""
+    monkeypatch.setattr(
+        MissingNormal, "_config", lambda self: replace(EMEstimator._config(self), **changes)
+    )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("engine", [{}, {"max_rows": 7, "n_jobs": 1}, {"max_rows": 7, "n_jobs": 3}])
+def test_final_stats_equal_the_previous_post_fit_pass(
+    monkeypatch: pytest.MonkeyPatch, weighted: bool, engine: dict
+) -> None:
+    X = np.vstack([incomplete_normal(8, n=300, d=4, rate=0.3), np.full((2, 4), np.nan)])
+    rng = np.random.default_rng(8)
+    w = np.where(rng.random(X.shape[0]) < 0.1, 0.0, rng.uniform(0.2, 3.0, X.shape[0]))
+    w = w if weighted else np.ones(X.shape[0])
+    engine_config(monkeypatch, **engine)
+    with pytest.warns(EmptyRowsWarning):
+        est = MissingNormal(random_state=0).fit(X, sample_weight=w)
+    keep = ~np.isnan(X).all(axis=1)
+    w = check_sample_weight(w, X)  # as fit scales them (mean one)
+    info = previous_information(est.mean_, est.covariance_, X[keep], w[keep])
+    np.testing.assert_allclose(est.mean_se_, np.sqrt(np.diag(np.linalg.inv(info))), rtol=1e-10)
+    n_patterns = missingness_patterns(np.isnan(X[keep]))[0].shape[0]
+    assert est.n_patterns_ == n_patterns > 8  # every row with an observed cell, as before
+    assert est.loglik_ == pytest.approx(float(w @ est.score_samples(X)), rel=1e-10)
+
+
+def test_final_stats_of_the_engine_are_at_the_returned_parameters() -> None:
+    X = incomplete_normal(9, n=120, d=3, rate=0.35)
+    w = np.random.default_rng(9).uniform(0.5, 2.0, X.shape[0])
+    model = MissingNormalModel(3, origin=np.nanmean(X, axis=0))
+    data = ArrayData.of(X, w)
+    start = model.init(data, np.random.default_rng(0))
+    result = run_em(model, data, start, EMConfig(max_iter=50, tol=0.0, max_rows=11, n_jobs=2))
+    p = result.params
+    np.testing.assert_allclose(
+        result.stats.mean_info, previous_information(p.mean, p.covariance, X, w), rtol=1e-12
+    )
+    np.testing.assert_array_equal(result.stats.patterns, pattern_rows(np.isnan(X)))
+    assert result.stats.n_patterns == missingness_patterns(np.isnan(X))[0].shape[0]
+
+
+@pytest.mark.parametrize("se", ["information", None])
+def test_fit_makes_no_pass_over_the_data_after_the_last_e_step(
+    monkeypatch: pytest.MonkeyPatch, se: str | None
+) -> None:
+    """Every use of the per-pattern pieces happens inside an E-step: the estimator reads the
+    final E-step's statistics and makes no pass of its own."""
+    e_step, real_iter = MissingNormalModel.e_step, missing_module.iter_patterns
+    rows: list[int] = []
+    inside = [False]
+
+    def counted(self: MissingNormalModel, params: MissingNormalParams, batch: Any) -> Any:
+        rows.append(batch.n_rows)
+        inside[0] = True
+        try:
+            return e_step(self, params, batch)
+        finally:
+            inside[0] = False
+
+    def guarded(params: MissingNormalParams, mask: np.ndarray) -> Any:
+        assert inside[0], "a pass over the data outside the E-step"
+        return real_iter(params, mask)
+
+    monkeypatch.setattr(MissingNormalModel, "e_step", counted)
+    monkeypatch.setattr(missing_module, "iter_patterns", guarded)
+    engine_config(monkeypatch, max_rows=50, n_jobs=1)
+    X = incomplete_normal(10, n=230)
+    est = MissingNormal(se=se, random_state=0).fit(X)
+    assert len(rows) == est.n_estep_ * 5 and sum(rows) == est.n_estep_ * 230
+    assert est.n_patterns_ > 1 and np.isfinite(est.mean_se_).all() == (se is not None)
 
 
 def test_impute_conditional_mean_and_score_samples() -> None:
@@ -213,15 +310,6 @@ CASE = ContractCase(
         )
     },
 )
-
-
-@pytest.fixture(params=[CASE], ids=lambda c: c.id, scope="module")
-def case(request: pytest.FixtureRequest) -> ContractCase:
-    return request.param
-
-
-class TestMissingNormalContract(EMContract):
-    pass
 
 
 ESTIMATORS, EXPECTED_FAILURES = estimators_for_checks([CASE])

@@ -17,7 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import emkit
-from contract import ContractCase, EMContract, Problem, estimators_for_checks
+from contract import ContractCase, Problem, estimators_for_checks
 from emkit._validation import InputError
 from emkit.engine import ArrayData, EMConfig, expected_stats, run_em
 from emkit.families import FAMILIES, StudentT, make_family
@@ -185,41 +185,6 @@ CASE = ContractCase(
         )
     },
 )
-
-
-@pytest.fixture(scope="module")
-def case() -> ContractCase:
-    return CASE
-
-
-class TestStudentTContract:
-    """Every item of the contract suite (the Dask and online-EM items join with the engine's
-    backends); a plain class picking the items, so that new items are added here on purpose."""
-
-    test_split_stats_equal_whole = EMContract.test_split_stats_equal_whole
-    test_split_stats_with_sample_weights = EMContract.test_split_stats_with_sample_weights
-    test_chunked_stats_equal_whole = EMContract.test_chunked_stats_equal_whole
-    test_engine_chunk_size_does_not_change_the_fit = (
-        EMContract.test_engine_chunk_size_does_not_change_the_fit
-    )
-    test_loglik_never_decreases = EMContract.test_loglik_never_decreases
-    test_best_of_restarts_engine = EMContract.test_best_of_restarts_engine
-    test_best_of_restarts_estimator = EMContract.test_best_of_restarts_estimator
-    test_warm_start_one_plus_one_equals_two = EMContract.test_warm_start_one_plus_one_equals_two
-    test_fit_is_deterministic_given_random_state = (
-        EMContract.test_fit_is_deterministic_given_random_state
-    )
-    test_returned_params_own_the_returned_loglik = (
-        EMContract.test_returned_params_own_the_returned_loglik
-    )
-    test_squarem_same_optimum_fewer_esteps = EMContract.test_squarem_same_optimum_fewer_esteps
-    test_save_load_identical_predictions = EMContract.test_save_load_identical_predictions
-    test_model_file_is_zip_with_json_header_and_no_pickle = (
-        EMContract.test_model_file_is_zip_with_json_header_and_no_pickle
-    )
-    test_corrupt_model_file_gives_model_file_error = (
-        EMContract.test_corrupt_model_file_gives_model_file_error
-    )
 
 
 # (9) scikit-learn's estimator checks: one component passes all; three components all but the

@@ -13,7 +13,7 @@ from emkit.estimators.imputer import EMImputer
 from emkit.estimators.missing import MissingNormal
 from emkit.estimators.mixture import MixtureModel
 from emkit.io import load, save
-from emkit.models.hmm import Learn
+from emkit.models.learn import Learn, MixtureLearn
 from emkit.pooling import Pooled, pool
 from emkit.select import select
 
@@ -27,6 +27,7 @@ __all__ = [
     "GaussianHMM",
     "GaussianMixture",
     "Learn",
+    "MixtureLearn",
     "MissingNormal",
     "MixtureModel",
     "MultinomialHMM",

@@ -18,7 +18,7 @@ from rich.text import Text
 from emkit._files import is_stdout, same_file
 from emkit._tabular import read_table
 from emkit._validation import InputError
-from emkit.engine.loop import NumericalError
+from emkit.engine.loop import NumericalError, Progress
 from emkit.io import MAX_BYTES, ModelFileError, load, save
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -156,28 +156,26 @@ def _reported_warnings() -> Iterator[None]:
 @contextlib.contextmanager
 def _fit_progress(
     enabled: bool, max_iter: int, n_init: int
-) -> Iterator[Callable[[int, float], None] | None]:
-    """A transient rich progress bar fed by the engine's ``callback(iteration, mean_loglik)``."""
+) -> Iterator[Callable[[Progress], None] | None]:
+    """A transient rich progress bar fed by the engine's ``callback(progress)``."""
     console = _stderr()
     if not enabled or not console.is_terminal:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+    from rich.progress import Progress as Bar
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("EM", total=max(1, max_iter * n_init))
-        state = {"restart": 0, "last": 0}
+    with Bar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("EM", total=max(1, max_iter * n_init))
 
-        def callback(iteration: int, mean_loglik: float) -> None:
-            if iteration <= state["last"]:
-                state["restart"] += 1
-            state["last"] = iteration
-            run = f"run {state['restart'] + 1}/{n_init} " if n_init > 1 else ""
-            progress.update(
+        def callback(progress: Progress) -> None:
+            runs = progress.n_restarts
+            run = f"run {progress.restart + 1}/{runs} " if runs > 1 else ""
+            bar.update(
                 task,
-                completed=state["restart"] * max_iter + iteration,
-                description=f"EM {run}mean log-lik {mean_loglik:.6g}",
+                completed=progress.restart * max_iter + progress.iteration,
+                description=f"EM {run}mean log-lik {progress.mean_objective:.6g}",
             )
 
         yield callback

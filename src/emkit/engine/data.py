@@ -161,6 +161,16 @@ class SequenceData:
         """The same sequences with new per-sequence weights."""
         return SequenceData.of(self.X, self.lengths, weights)
 
+    def sample(self, max_rows: int, rng: np.random.Generator) -> SequenceData:
+        """Whole sequences drawn at random (kept in their order) up to about ``max_rows`` rows
+        (at least one sequence); the data themselves when they have no more rows than that."""
+        if self.n_rows <= max_rows:
+            return self
+        order = rng.permutation(self.n_sequences)
+        within = np.cumsum(self.lengths[order]) <= max_rows
+        within[0] = True
+        return self.subset(np.sort(order[within]))
+
     def batches(self, max_rows: int) -> Iterator[SequenceBatch]:
         """Consecutive whole sequences, at most ``max_rows`` rows per batch unless one sequence
         alone is longer (then it is a batch of its own)."""

@@ -23,7 +23,20 @@ from emkit.engine.stats import Stats
 P = TypeVar("P")
 
 Acceleration = Literal["none", "squarem"]
-ProgressCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback is told after every accepted step: run ``restart`` (from 0) of
+    ``n_restarts``, M-steps taken in that run, and its objective per unit weight."""
+
+    restart: int
+    n_restarts: int
+    iteration: int
+    mean_objective: float
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 class NumericalError(FloatingPointError):
@@ -128,11 +141,21 @@ class _Runner:
     """E-step counting, objective and history shared by the plain and accelerated loops."""
 
     def __init__(
-        self, model: Model, data: Any, config: EMConfig, callback: ProgressCallback | None
+        self,
+        model: Model,
+        data: Any,
+        config: EMConfig,
+        callback: ProgressCallback | None,
+        restart: tuple[int, int],
     ):
         self.model, self.data, self.config, self.callback = model, data, config, callback
+        self.restart = restart
         self.n_estep = 0
         self.max_rows: int | None = None
+
+    def report(self, n_iter: int, mean_objective: float) -> None:
+        if self.callback is not None:
+            self.callback(Progress(*self.restart, n_iter, mean_objective))
 
     def estep(self, params: Any) -> tuple[Stats, float]:
         if self.max_rows is None:
@@ -158,9 +181,12 @@ def run_em(
     params: Any,
     config: EMConfig = EMConfig(),
     callback: ProgressCallback | None = None,
+    *,
+    restart: tuple[int, int] = (0, 1),
 ) -> FitResult:
-    """Iterate EM from ``params`` until the monitor says converged or ``max_iter`` M-steps."""
-    runner = _Runner(model, data, config, callback)
+    """Iterate EM from ``params`` until the monitor says converged or ``max_iter`` M-steps;
+    ``callback`` gets a :class:`Progress` (run ``restart[0]`` of ``restart[1]``) after each."""
+    runner = _Runner(model, data, config, callback, restart)
     if config.accelerate == "squarem":
         if not isinstance(model, Flattenable):
             raise TypeError(f"{type(model).__name__} has no flatten/unflatten: SQUAREM needs them")
@@ -182,8 +208,7 @@ def _run_plain(runner: _Runner, params: Any) -> FitResult:
         stats, objective = runner.estep(params)
         runner.check(objective, n_iter)
         history.append(objective / stats.weight)
-        if runner.callback is not None:
-            runner.callback(n_iter, history[-1])
+        runner.report(n_iter, history[-1])
         if monitor.converged(history):
             converged = True
             break
@@ -199,6 +224,7 @@ def _run_squarem(runner: _Runner, params: Any) -> FitResult:
     (which is α = −1, i.e. two plain EM steps), so the measured objective never decreases.
     """
     model, config = runner.model, runner.config
+    assert isinstance(model, Flattenable)  # checked by run_em
     monitor = config.monitor
     stats0, obj0 = runner.estep(params)
     runner.check(obj0, 0)
@@ -240,8 +266,7 @@ def _run_squarem(runner: _Runner, params: Any) -> FitResult:
         stats0, obj0 = runner.estep(params)
         runner.check(obj0, n_iter)
         history.append(obj0 / weight)
-        if runner.callback is not None:
-            runner.callback(n_iter, history[-1])
+        runner.report(n_iter, history[-1])
         if monitor.converged(history):
             converged = True
             break

@@ -57,12 +57,35 @@ class Flattenable(Protocol[P]):
     def unflatten(self, vector: np.ndarray, like: P) -> P: ...
 
 
+@runtime_checkable
+class DataSource(Protocol):
+    """Where the engine reads rows: batches for the E-step and a bounded sample for ``init``.
+
+    ``batches(max_rows)`` yields every row once, in order, at most ``max_rows`` per batch (a
+    source of whole sequences may exceed it by one sequence); ``sample(max_rows, rng)`` is a
+    source of at most ``max_rows`` rows drawn without replacement (the source itself when it is
+    that small), so no ``init`` reads more than that.
+    """
+
+    @property
+    def n_rows(self) -> int: ...
+
+    def batches(self, max_rows: int) -> Iterator[Any]: ...
+
+    def sample(self, max_rows: int, rng: np.random.Generator) -> DataSource: ...
+
+
+INIT_SAMPLE_ROWS = 2**17  # rows an ``init`` sees at most (``DataSource.sample``)
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Rows of a data matrix and their sample weights."""
+    """Rows ``X`` (a dense array or a SciPy sparse CSR matrix), their sample weights and, for
+    models of a response (mixtures of regressions), the responses ``y`` of those rows."""
 
-    X: np.ndarray
+    X: Any
     weights: np.ndarray
+    y: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -71,16 +94,29 @@ class Batch:
 
 @dataclass(frozen=True)
 class ArrayData:
-    """An in-memory data matrix split into row chunks on demand (bounded E-step memory)."""
+    """An in-memory data matrix split into row chunks on demand (bounded E-step memory).
 
-    X: np.ndarray
+    ``X`` is a dense ``(n, D)`` array or a SciPy sparse matrix (kept as CSR, whose row slices
+    are cheap); ``y`` an optional response with one entry (or row) per row of ``X``.
+    """
+
+    X: Any
     weights: np.ndarray
+    y: np.ndarray | None = None
 
     @classmethod
-    def of(cls, X: np.ndarray, weights: np.ndarray | None = None) -> ArrayData:
-        if weights is None:
-            weights = np.ones(X.shape[0], dtype=np.float64)
-        return cls(X, np.asarray(weights, dtype=np.float64))
+    def of(cls, X: Any, weights: Any = None, y: Any = None) -> ArrayData:
+        if _is_sparse(X):
+            X = X.tocsr()
+        n = X.shape[0]
+        weights = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+        if weights.shape != (n,):
+            raise ValueError(f"weights need one entry per row ({n}), got shape {weights.shape}")
+        if y is not None:
+            y = np.asarray(y)
+            if y.shape[0] != n:
+                raise ValueError(f"y needs one entry per row of X ({n}), got shape {y.shape}")
+        return cls(X, weights, y)
 
     @property
     def n_rows(self) -> int:
@@ -90,9 +126,29 @@ class ArrayData:
     def width(self) -> int:
         return self.X.shape[1]
 
+    def take(self, rows: np.ndarray) -> ArrayData:
+        """The rows ``rows`` (an index array or a boolean mask) as a new data set."""
+        y = None if self.y is None else self.y[rows]
+        return ArrayData(self.X[rows], self.weights[rows], y)
+
     def batches(self, max_rows: int) -> Iterator[Batch]:
         n = self.n_rows
         step = max(1, int(max_rows))
         for start in range(0, n, step):
             stop = min(n, start + step)
-            yield Batch(self.X[start:stop], self.weights[start:stop])
+            y = None if self.y is None else self.y[start:stop]
+            yield Batch(self.X[start:stop], self.weights[start:stop], y)
+
+    def sample(self, max_rows: int, rng: np.random.Generator) -> ArrayData:
+        """At most ``max_rows`` rows drawn without replacement, in their original order; the
+        data themselves (no draw from ``rng``) when there are no more rows than that."""
+        if self.n_rows <= max_rows:
+            return self
+        rows = np.sort(rng.choice(self.n_rows, size=int(max_rows), replace=False))
+        return self.take(rows)
+
+
+def _is_sparse(X: Any) -> bool:
+    from scipy import sparse
+
+    return sparse.issparse(X)

@@ -51,7 +51,7 @@ def fit(
         else:
             start = model.init(data, rng)
         try:
-            result = run_em(model, data, start, config, callback)
+            result = run_em(model, data, start, config, callback, restart=(i, int(n_init)))
         except NumericalError as exc:
             exc.from_start = i == 0 and init_params is not None and exc.n_iter == 0
             raise

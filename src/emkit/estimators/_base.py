@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import InputError, check_finite, real_array
-from emkit.engine import EMConfig, FitResult, NumericalError, ProgressCallback, fit
+from emkit.engine import EMConfig, FitResult, NumericalError, Progress, ProgressCallback, fit
 
 
 class SavedEstimator:
@@ -140,7 +140,8 @@ class EMEstimator(SavedEstimator, BaseEstimator):
             start, n_init = self._start_params(model, data, rng), self.n_init
         if callback is not None and not callable(callback):
             raise InputError(
-                f"callback must be a function f(iteration, mean_loglik), got {callback!r}"
+                "callback must be a function f(progress) of an emkit.engine.Progress "
+                f"(restart, n_restarts, iteration, mean_objective), got {callback!r}"
             )
         if callback is None and self.verbose:
             callback = self._print_progress
@@ -185,8 +186,13 @@ class EMEstimator(SavedEstimator, BaseEstimator):
             )
         return result
 
-    def _print_progress(self, iteration: int, mean_loglik: float) -> None:
-        print(f"iteration {iteration:4d}  mean log-likelihood {mean_loglik:.10g}")
+    def _print_progress(self, progress: Progress) -> None:
+        runs = progress.n_restarts
+        run = f"run {progress.restart + 1}/{runs}  " if runs > 1 else ""
+        print(
+            f"{run}iteration {progress.iteration:4d}  "
+            f"mean log-likelihood {progress.mean_objective:.10g}"
+        )
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "converged_")

@@ -15,6 +15,7 @@ from emkit.engine.backend import LocalThreads, map_row_chunks
 from emkit.engine.loop import chunk_rows
 from emkit.engine.sketch import sketch_quantiles
 from emkit.estimators._base import fitted_array
+from emkit.models.learn import MixtureLearn
 
 QUANTILE_LEVELS = 1001  # probabilities 0, 0.001, …, 1 of the training log-density table
 
@@ -32,6 +33,38 @@ class MixtureInference:
     stay small).
     """
 
+    # --- held parameters (``learn``) ------------------------------------------------------------
+    def _learn(self) -> MixtureLearn:
+        """``learn`` checked: None (estimate everything) or a :class:`MixtureLearn`."""
+        learn = self.learn
+        if learn is None:
+            return MixtureLearn()
+        if not isinstance(learn, MixtureLearn):
+            raise InputError(
+                "learn must be None or an emkit.MixtureLearn(weights=..., components=...), "
+                f"got {learn!r}"
+            )
+        return learn
+
+    def _params_to_json(self, params: dict[str, Any]) -> dict[str, Any]:
+        out = dict(params)
+        if isinstance(out.get("learn"), MixtureLearn):
+            out["learn"] = out["learn"].to_json()
+        return out
+
+    @classmethod
+    def _params_from_json(cls, params: dict[str, Any]) -> dict[str, Any]:
+        out = dict(params)
+        if out.get("learn") is not None:
+            out["learn"] = MixtureLearn.from_json(out["learn"])
+        return out
+
+    def n_parameters(self) -> int:
+        """Free parameters EM estimates: ``K − 1`` weights and the components', less those
+        ``learn`` holds (BIC's count)."""
+        self._check_fitted()
+        return self._fitted_model().n_free_parameters(self._get_fitted_params())
+
     def _run_engine(self, model: Any, data: Any, callback: Any = None) -> Any:
         result = super()._run_engine(model, data, callback)  # type: ignore[misc]
         levels = np.linspace(0.0, 1.0, QUANTILE_LEVELS)
@@ -39,24 +72,24 @@ class MixtureInference:
         self.log_density_quantiles_ = sketch_quantiles(result.stats.log_densities, levels)
         return result
 
-    def _map_log_resp(self, X: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], Any]) -> list:
-        """``fn(log_resp, row_ll)`` of every chunk of validated (encoded) rows, in order: the
-        fitted model prepared once, the chunks sized by the engine's memory budget and run on
-        its backend (the E-step's fused, threaded kernels)."""
+    def _map_chunks(self, X: np.ndarray, fn: Callable[[Any, Any, np.ndarray], Any]) -> list:
+        """``fn(model, prepared, rows)`` of every chunk of validated (encoded) rows, in order:
+        the fitted model prepared once, the chunks sized by the engine's memory budget and run
+        on its backend (the E-step's fused, threaded kernels)."""
         model = self._fitted_model()
         params = self._get_fitted_params()
         prepared = model.prepare(params)
         rows = chunk_rows(model, params, EMConfig())
-
-        def chunk(rows_X: np.ndarray) -> Any:
-            return fn(*model.log_resp(prepared, rows_X))
-
-        return map_row_chunks(chunk, X, rows, LocalThreads())
+        return map_row_chunks(lambda part: fn(model, prepared, part), X, rows, LocalThreads())
 
     def _rows(self, X: Any, fn: Callable[[np.ndarray, np.ndarray], Any]) -> list:
         """``fn(log_resp, row_ll)`` of every chunk of the rows of user input ``X``."""
         self._check_fitted()
-        return self._map_log_resp(self._check_predict_X(X), fn)
+
+        def chunk(model: Any, prepared: Any, rows: np.ndarray) -> Any:
+            return fn(*model.log_resp(prepared, rows))
+
+        return self._map_chunks(self._check_predict_X(X), chunk)
 
     def _log_resp_chunks(self, X: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         return self._rows(X, lambda lr, ll: (lr, ll))
@@ -80,7 +113,12 @@ class MixtureInference:
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of every row."""
-        parts = self._rows(X, lambda lr, ll: lr.argmax(axis=1))
+        self._check_fitted()
+
+        def labels(model: Any, prepared: Any, rows: np.ndarray) -> np.ndarray:
+            return model.log_joint(prepared, rows).argmax(axis=1)  # no normalisation needed
+
+        parts = self._map_chunks(self._check_predict_X(X), labels)
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:

@@ -29,6 +29,7 @@ from emkit.estimators._mixture import MixtureInference
 from emkit.estimators.missing import check_incomplete
 from emkit.families.covariance import CovarianceStructure, covariance_structure
 from emkit.families.gaussian import Gaussian, GaussianParams
+from emkit.models.learn import MixtureLearn
 from emkit.models.mixture import MIXTURE_INITS, FamilyMixture, MixtureParams
 
 
@@ -51,7 +52,9 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
     seed, one M-step).  ``tol`` is relative (mclust's default 1e-5), not scikit-learn's absolute
     1e-3.  ``short_runs`` > 0 starts each of the ``n_init`` runs from the best of that many short
     EM runs of at most ``short_iter`` iterations (emEM, Biernacki, Celeux & Govaert 2003);
-    ``restart_objectives_`` and ``best_restart_`` tell which run won.
+    ``restart_objectives_`` and ``best_restart_`` tell which run won.  ``learn`` (an
+    :class:`emkit.MixtureLearn`) holds parameters at their start, e.g.
+    ``MixtureLearn(components=("covariances",))`` with ``means_init`` zeros: zero-mean components.
     """
 
     _start_arguments = ("weights_init", "means_init", "precisions_init")
@@ -75,6 +78,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         warm_start: bool = False,
         stopping: str = "relative",
         accelerate: str = "none",
+        learn: MixtureLearn | None = None,
         verbose: int = 0,
     ):
         self.n_components = n_components
@@ -93,6 +97,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         self.warm_start = warm_start
         self.stopping = stopping
         self.accelerate = accelerate
+        self.learn = learn
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -136,7 +141,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
     def _check_warm_start(self) -> None:
         """A warm start continues the fitted mixture: its shape must match the settings."""
         K, D = int(self.n_components), self.means_.shape[1]
-        shape = covariance_structure(self.covariance_type).shape(K, D)
+        shape = self._structure().shape(K, D)
         if self.weights_.shape != (K,) or self.precisions_cholesky_.shape != shape:
             raise ValueError(
                 f"warm_start=True continues the fitted mixture ({self.weights_.shape[0]} "
@@ -148,7 +153,8 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
     def _check_hyperparameters(self) -> None:
         if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):
             raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
-        covariance_structure(self.covariance_type)
+        self._structure()
+        self._learn()
         if self.init_params not in MIXTURE_INITS:
             raise ValueError(
                 f"init_params must be one of {MIXTURE_INITS}, got {self.init_params!r}"
@@ -175,8 +181,12 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         return self._mixture(int(self.n_components), origin, X.shape[1])
 
     def _mixture(self, K: int, origin: np.ndarray, D: int) -> FamilyMixture:
-        family = Gaussian(covariance_structure(self.covariance_type), self.reg_covar, origin)
-        return FamilyMixture(family, K, self.init_params, n_features=D)
+        family = Gaussian(self._structure(), self.reg_covar, origin)
+        return FamilyMixture(family, K, self.init_params, n_features=D, learn=self._learn())
+
+    def _structure(self) -> CovarianceStructure:
+        """The covariance structure object of ``covariance_type`` (a name or an object)."""
+        return covariance_structure(self.covariance_type)
 
     def _start_params(
         self, model: FamilyMixture, data: ArrayData, rng: np.random.Generator
@@ -200,7 +210,10 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
             _check_precisions(prec, structure.name)
             pc = structure.precisions_cholesky(structure.covariances_from_precisions(prec))
         if not all(given):
-            base = model.from_means(data, means) if means is not None else model.init(data, rng)
+            if means is not None:
+                base = model.from_means(data, means, rng)
+            else:
+                base = model.init(data, rng)
             weights = base.weights if weights is None else weights
             means = base.components.means if means is None else means
             pc = base.components.precisions_cholesky if pc is None else pc
@@ -217,7 +230,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
 
     # --- fitted parameters --------------------------------------------------------------------
     def _set_fitted(self, params: MixtureParams) -> None:
-        structure = covariance_structure(self.covariance_type)
+        structure = self._structure()
         pc = params.components.precisions_cholesky
         self.weights_ = params.weights
         self.means_ = params.components.means
@@ -236,7 +249,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
             raise InputError(f"means_ holds {K} components, n_components is {self.n_components}")
         weights = fitted_array(self, "weights_", 1)
         check_weights(weights, K, "weights_")
-        structure = covariance_structure(self.covariance_type)
+        structure = self._structure()
         pc = fitted_array(self, "precisions_cholesky_", len(structure.shape(K, D)))
         Gaussian(structure).check_params(GaussianParams(means, pc), K, D, fitted_name)
         check_fitted_common(self, D)
@@ -255,13 +268,6 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         return check_X(self, X, reset=False, allow_nan=True)
 
     def _sample_component(self, rng: np.random.Generator, k: int, n: int) -> np.ndarray:
-        structure = covariance_structure(self.covariance_type)
+        structure = self._structure()
         return self.means_[k] + structure.noise(rng, self.covariances_, k, n, self.means_.shape[1])
 
-    # --- model selection ----------------------------------------------------------------------
-    def n_parameters(self) -> int:
-        """Free parameters: ``(K−1)`` weights + ``K·D`` means + the covariance structure's."""
-        self._check_fitted()
-        K, D = self.means_.shape
-        structure = covariance_structure(self.covariance_type)
-        return int(K - 1 + K * D + structure.n_parameters(K, D))

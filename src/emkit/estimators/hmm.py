@@ -11,7 +11,7 @@ multinomial, where a missing count leaves the row's total unknown).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -21,8 +21,10 @@ from sklearn.utils import check_random_state
 
 from emkit._validation import InputError, check_X, scaled_weights
 from emkit.criteria import criteria
-from emkit.engine import ProgressCallback
-from emkit.engine.data import SequenceData, check_lengths
+from emkit.engine import EMConfig, ProgressCallback
+from emkit.engine.backend import LocalThreads
+from emkit.engine.data import SequenceBatch, SequenceData, check_lengths
+from emkit.engine.loop import chunk_rows
 from emkit.estimators._base import (
     EMEstimator,
     check_family_fitted,
@@ -42,11 +44,10 @@ from emkit.models.hmm import (
     HMMModel,
     HMMParams,
     Learn,
-    _log_probabilities,
+    PreparedHMM,
     check_probabilities,
 )
 
-PREDICT_ROWS = 65536
 _LEARN_FIELDS = tuple(f.name for f in fields(Learn))
 ALGORITHMS = ("viterbi", "map")
 
@@ -344,15 +345,17 @@ class HMM(EMEstimator):
         Xf = self._encode(self.emission_, raw, cells)
         return SequenceData.of(Xf, check_lengths(lengths, Xf.shape[0]))
 
-    def _batches(self, X: Any, lengths: Any):
+    def _map(
+        self, X: Any, lengths: Any, fn: Callable[[HMMModel, PreparedHMM, SequenceBatch], Any]
+    ) -> list:
+        """``fn(model, prepared, batch)`` of every batch of the sequences of user input ``X``,
+        in order (:func:`map_sequence_batches`)."""
         data = self._prepare(X, lengths)
-        model, params = self._engine_model(), self._get_fitted_params()
-        for batch in data.batches(PREDICT_ROWS):
-            yield model, params, batch
+        return map_sequence_batches(self._engine_model(), self._get_fitted_params(), data, fn)
 
     def score_sequences(self, X: Any, lengths: Any = None) -> np.ndarray:
-        """``log p(x_s)`` of every sequence, shape ``(n_sequences,)``."""
-        parts = [m.posteriors(p, b.X, b.offsets)[0] for m, p, b in self._batches(X, lengths)]
+        """``log p(x_s)`` of every sequence, shape ``(n_sequences,)`` (the forward pass)."""
+        parts = self._map(X, lengths, lambda m, p, b: m.filter(p, b.X, b.offsets)[0])
         return np.concatenate(parts)
 
     def score(self, X: Any, lengths: Any = None) -> float:
@@ -361,27 +364,16 @@ class HMM(EMEstimator):
 
     def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
         """State posteriors ``P(z_t = k | x)`` (forward-backward), shape ``(n, K)``."""
-        parts = [m.posteriors(p, b.X, b.offsets)[1] for m, p, b in self._batches(X, lengths)]
+        parts = self._map(X, lengths, lambda m, p, b: m.posteriors(p, b.X, b.offsets)[1])
         return np.concatenate(parts)
 
     def filter_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Filtered state probabilities ``P(z_t = k | x_1, …, x_t)`` (the forward pass only:
         what was knowable at time t), shape ``(n, K)``.  At the last row of a sequence they
-        equal :meth:`predict_proba`'s.  Missing rows carry the prediction forward."""
-        out = []
-        for model, params, batch in self._batches(X, lengths):
-            logb, _ = model.log_emission(params, batch.X)
-            b = np.exp(logb - logb.max(axis=1, keepdims=True))
-            alpha = np.empty_like(b)
-            for a, e in zip(batch.offsets[:-1], batch.offsets[1:], strict=True):
-                prior = params.startprob
-                for t in range(int(a), int(e)):
-                    p = prior * b[t]
-                    total = p.sum()
-                    alpha[t] = p / total if total > 0 else prior
-                    prior = alpha[t] @ params.transmat
-            out.append(alpha)
-        return np.concatenate(out)
+        equal :meth:`predict_proba`'s.  Missing rows, and rows no reachable state can emit,
+        carry the prediction forward."""
+        parts = self._map(X, lengths, lambda m, p, b: m.filter(p, b.X, b.offsets)[1])
+        return np.concatenate(parts)
 
     def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
         """The most probable state path of every sequence (Viterbi), concatenated."""
@@ -397,16 +389,10 @@ class HMM(EMEstimator):
         algorithm = self.algorithm if algorithm is None else algorithm
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-        total, paths = 0.0, []
-        for model, params, batch in self._batches(X, lengths):
-            if algorithm == "viterbi":
-                logprob, states = model.viterbi(params, batch.X, batch.offsets)
-                total += float(logprob.sum())
-            else:
-                states = model.posteriors(params, batch.X, batch.offsets)[1].argmax(axis=1)
-                total += _path_log_prob(model, params, batch.X, batch.offsets, states)
-            paths.append(states)
-        return total, np.concatenate(paths)
+        decoder = HMMModel.viterbi if algorithm == "viterbi" else HMMModel.map_path
+        parts = self._map(X, lengths, lambda m, p, b: decoder(m, p, b.X, b.offsets))
+        total = float(sum(float(logprob.sum()) for logprob, _ in parts))
+        return total, np.concatenate([states for _, states in parts])
 
     def fit_predict(self, X: Any, lengths: Any = None, *, sample_weight: Any = None) -> np.ndarray:
         """Fit, then decode every sequence (Viterbi)."""
@@ -683,23 +669,24 @@ def _check_missing(X: np.ndarray, names: list[str] | None, family: Family) -> np
     return nan
 
 
-def _path_log_prob(
-    model: HMMModel, params: HMMParams, X: np.ndarray, offsets: np.ndarray, states: np.ndarray
-) -> float:
-    """``Σ_s log p(x_s, z_s)`` of given paths."""
-    logb, _ = model.log_emission(params, X)
-    n = X.shape[0]
-    total = float(logb[np.arange(n), states].sum())
-    log_start, log_trans = _log_probabilities(params.startprob), _log_probabilities(
-        params.transmat
-    )
-    first = offsets[:-1]
-    total += float(log_start[states[first]].sum())
-    inner = np.ones(n, dtype=bool)
-    inner[first] = False
-    idx = np.flatnonzero(inner)
-    total += float(log_trans[states[idx - 1], states[idx]].sum())
-    return total
+def map_sequence_batches(
+    model: HMMModel,
+    params: HMMParams,
+    data: SequenceData,
+    fn: Callable[[HMMModel, PreparedHMM, SequenceBatch], Any],
+    config: EMConfig = EMConfig(),
+) -> list:
+    """``fn(model, prepared, batch)`` of every batch, in order, as the E-step runs them:
+    ``model.prepare(params)`` once, batches of whole sequences of ``chunk_rows(model, params,
+    config)`` rows, contiguous runs of them on ``LocalThreads(config.n_jobs)``."""
+    prepared = model.prepare(params)
+    batches = list(data.batches(chunk_rows(model, params, config)))
+
+    def run(items: Sequence[SequenceBatch]) -> list:
+        return [fn(model, prepared, batch) for batch in items]
+
+    runs = LocalThreads(config.n_jobs).map_runs(run, batches)
+    return [part for parts in runs for part in parts]
 
 
 def _described_names(model: HMMModel, data: SequenceData) -> str:

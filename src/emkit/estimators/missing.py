@@ -19,8 +19,7 @@ from emkit._validation import (
 )
 from emkit.engine import ArrayData, ProgressCallback
 from emkit.estimators._base import EMEstimator, check_fitted_common, fitted_array, fitted_scalar
-from emkit.families.missing_cells import missingness_patterns
-from emkit.models.missing import MissingNormalModel, MissingNormalParams
+from emkit.models.missing import MissingNormalModel, MissingNormalParams, MissingNormalStats
 
 
 class EmptyRowsWarning(UserWarning):
@@ -89,8 +88,10 @@ class MissingNormal(DensityMixin, EMEstimator):
 
     Fitted: ``mean_``, ``covariance_``, ``loglik_`` (observed-data log-likelihood, summed),
     ``mean_se_`` (standard errors of ``mean_``: ``se="information"`` from the observed
-    information of μ at the fitted Σ, ``Σ_n P_nᵀ Σ_oo,n⁻¹ P_n``; ``se="bootstrap"``: the sd of
-    ``n_bootstrap`` refits on resampled rows), ``n_patterns_`` and ``n_empty_rows_``.
+    information of μ at the fitted Σ, ``Σ_n w_n P_nᵀ Σ_oo,n⁻¹ P_n``; ``se="bootstrap"``: the sd of
+    ``n_bootstrap`` refits on resampled rows), ``n_patterns_`` and ``n_empty_rows_``; the
+    likelihood, the information and the patterns are statistics of the final E-step (no extra
+    pass over the data).
     """
 
     def __init__(
@@ -155,10 +156,21 @@ class MissingNormal(DensityMixin, EMEstimator):
         model = self._build_model(X64, w)
         result = self._run_engine(model, ArrayData(X64, w), callback)
         self.n_empty_rows_ = int(np.count_nonzero(~keep))
-        self.n_patterns_ = int(missingness_patterns(np.isnan(X64))[0].shape[0])
-        self.loglik_ = result.loglik  # the engine measured it at the returned parameters
-        self.mean_se_ = self._standard_errors(model, X64, w)
+        self._set_final_stats(result.stats)
+        if self.se == "bootstrap":
+            self.mean_se_ = self._bootstrap_errors(X64, w)
         return self
+
+    def _set_final_stats(self, stats: MissingNormalStats) -> None:
+        """What the last E-step measured at the returned parameters (no extra pass): ``loglik_``,
+        ``n_patterns_`` and ``mean_se_ = √diag(I⁻¹)``, ``I = Σ w P_oᵀ Σ_oo⁻¹ P_o``."""
+        self.loglik_ = float(stats.loglik)
+        self.n_patterns_ = stats.n_patterns
+        info = stats.mean_info
+        if self.se == "information":
+            self.mean_se_ = np.sqrt(np.diag(np.linalg.inv(info)))
+        else:  # None, or "bootstrap" (refits after this)
+            self.mean_se_ = np.full(info.shape[0], np.nan)
 
     def _check_hyperparameters(self) -> None:
         check_settings(
@@ -183,12 +195,8 @@ class MissingNormal(DensityMixin, EMEstimator):
     def _start_params(self, model: Any, data: Any, rng: np.random.Generator) -> None:
         return None
 
-    def _standard_errors(self, model: MissingNormalModel, X: np.ndarray, w: np.ndarray) -> Any:
-        if self.se is None:
-            return np.full(X.shape[1], np.nan)
-        if self.se == "information":
-            info = model.mean_information(self._get_fitted_params(), X, w)
-            return np.sqrt(np.diag(np.linalg.inv(info)))
+    def _bootstrap_errors(self, X: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The sd of ``mean_`` over ``n_bootstrap`` refits on resampled rows."""
         rs = check_random_state(self.random_state)
         rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
         means = []

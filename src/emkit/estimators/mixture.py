@@ -21,6 +21,7 @@ from emkit.estimators._base import (
 from emkit.estimators._mixture import MixtureInference
 from emkit.estimators.missing import check_incomplete
 from emkit.families import Family, make_family
+from emkit.models.learn import MixtureLearn
 from emkit.models.mixture import MIXTURE_INITS, FamilyMixture, MixtureParams
 
 
@@ -33,7 +34,8 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     (e.g. ``rates_`` for Poisson).  ``weights_init`` / ``components_init`` give a start (the
     family's parameter object, or a dict of its fields such as ``{"rates": [[1.0], [2.5]]}``);
     ``short_runs`` > 0 starts every run from the best of that many short EM runs of at most
-    ``short_iter`` iterations (emEM).
+    ``short_iter`` iterations (emEM); ``learn`` (an :class:`emkit.MixtureLearn`) holds
+    parameters at their start.
 
     Missing cells (NaN, or None in categorical input) are marginalised by every family but
     multinomial (``family.handles_missing``): a row's density is that of its observed cells,
@@ -60,6 +62,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         warm_start: bool = False,
         stopping: str = "relative",
         accelerate: str = "none",
+        learn: MixtureLearn | None = None,
         verbose: int = 0,
     ):
         self.family = family
@@ -76,6 +79,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         self.warm_start = warm_start
         self.stopping = stopping
         self.accelerate = accelerate
+        self.learn = learn
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -125,6 +129,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
             raise ValueError(
                 f"init_params must be one of {MIXTURE_INITS}, got {self.init_params!r}"
             )
+        self._learn()
 
     def check_fitted_state(self) -> None:
         """Settings and family as ``fit`` checks them; ``weights_`` a simplex; the family's
@@ -167,6 +172,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
             int(self.n_components),
             self.init_params,
             n_features=int(getattr(self, "n_features_in_", 1)),
+            learn=self._learn(),
         )
 
     def _start_params(
@@ -225,10 +231,6 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     def _sample_component(self, rng: np.random.Generator, k: int, n: int) -> np.ndarray:
         return self.family_.sample(self.components_, k, n, rng)
 
-    def n_parameters(self) -> int:
-        """Free parameters: ``K − 1`` weights plus the family's."""
-        self._check_fitted()
-        return int(len(self.weights_) - 1 + self.family_.n_parameters(self.components_))
 
 
 def _check_mixture_component(family: Family) -> None:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_OPTS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+kernel = numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
 # responsibilities below this are set to zero: they change no sum beyond 1e-30 relative, and
 # left in they become subnormal numbers in float32, which slow every later product tenfold
 NEGLIGIBLE = 1e-30
+# exp(t) < NEGLIGIBLE below this: such terms are neither computed nor added.  The row's total
+# is at least 1 (its largest term), so leaving out terms under 1e-30 changes no bit of it
+SKIP_BELOW = float(np.log(NEGLIGIBLE))
 
 
-@numba.njit(**_OPTS)
+@kernel
 def _responsibilities(row: np.ndarray, weight: float) -> float:
     """In place on one row of log-probabilities: ``row ← w·softmax(row)``; returns logsumexp.
 
@@ -33,7 +36,8 @@ def _responsibilities(row: np.ndarray, weight: float) -> float:
         top = 0.0
     total = 0.0
     for k in range(K):
-        e = np.exp(row[k] - top)
+        t = row[k] - top
+        e = np.exp(t) if t >= SKIP_BELOW else 0.0
         row[k] = e
         total += e
     for k in range(K):
@@ -42,14 +46,14 @@ def _responsibilities(row: np.ndarray, weight: float) -> float:
     return np.log(total) + top
 
 
-@numba.njit(**_OPTS)
+@kernel
 def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> None:
     """In place: ``logp[n] ← w_n·softmax(logp[n])`` and ``row_ll[n] = logsumexp(logp[n])``."""
     for i in range(logp.shape[0]):
         row_ll[i] = _responsibilities(logp[i], weights[i])
 
 
-@numba.njit(**_OPTS)
+@kernel
 def _log_normalize_rows(logp: np.ndarray, row_ll: np.ndarray) -> None:
     for i in range(logp.shape[0]):
         row = logp[i]
@@ -61,7 +65,9 @@ def _log_normalize_rows(logp: np.ndarray, row_ll: np.ndarray) -> None:
             top = 0.0
         total = 0.0
         for k in range(row.shape[0]):
-            total += np.exp(row[k] - top)
+            t = row[k] - top
+            if t >= SKIP_BELOW:
+                total += np.exp(t)
         norm = np.log(total) + top
         row_ll[i] = norm
         for k in range(row.shape[0]):
@@ -76,7 +82,7 @@ def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logp, row_ll
 
 
-@numba.njit(**_OPTS)
+@kernel
 def full_rows(
     Y: np.ndarray,
     offsets: np.ndarray,
@@ -114,7 +120,7 @@ def full_rows(
                 Y[i, base + d] = Y[i, base + d] * root
 
 
-@numba.njit(**_OPTS)
+@kernel
 def full_log_densities(
     Y: np.ndarray, offsets: np.ndarray, const: np.ndarray, logp: np.ndarray
 ) -> None:
@@ -131,3 +137,24 @@ def full_log_densities(
                 t = Y[i, base + d] - offsets[base + d]
                 s += t * t
             logp[i, k] = const[k] - 0.5 * s
+
+
+@kernel
+def diagonal_log_densities(
+    X: np.ndarray, means_t: np.ndarray, prec_t: np.ndarray, const: np.ndarray, logp: np.ndarray
+) -> None:
+    """``logp[n, k] = const_k − ½ Σ_d (x_nd − μ_kd)² λ_kd`` for diagonal precisions, in float64
+    whatever the dtype of ``X``.  ``means_t``, ``prec_t`` are ``(D, K)``: the inner loop runs
+    over components (independent sums, so it vectorises without reassociating any of them)."""
+    n, D = X.shape
+    K = const.shape[0]
+    acc = np.empty(K)
+    for i in range(n):
+        acc[:] = 0.0
+        for d in range(D):
+            x = np.float64(X[i, d])
+            for k in range(K):
+                t = x - means_t[d, k]
+                acc[k] += t * t * prec_t[d, k]
+        for k in range(K):
+            logp[i, k] = const[k] - 0.5 * acc[k]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emkit._validation import InputError, check_finite, check_positive, real_array
-from emkit.families._mixture_kernels import log_softmax_rows, normalize_rows
+from emkit.families._mixture_kernels import normalize_rows
 
 EPS = 10.0 * np.finfo(np.float64).eps
 
@@ -60,11 +60,11 @@ class Family(ABC):
         """
         return np.asarray(X, dtype=np.float64)
 
-    numeric_input: ClassVar[bool] = True  # False: strings allowed (encode maps them)
-    handles_missing: ClassVar[bool] = False  # True: NaN cells are marginalised (module doc)
+    numeric_input: bool = True  # False: strings allowed (encode maps them)
+    handles_missing: bool = False  # True: NaN cells are marginalised (module doc)
     mixture_component: ClassVar[bool] = True  # False: an HMM emission only (see MixtureModel)
-    positive_only: ClassVar[bool] = False  # True: the data must be non-negative (counts, …)
-    discrete: ClassVar[bool] = False  # True: a probability mass function (counts, categories)
+    positive_only: bool = False  # True: the data must be non-negative (counts, …)
+    discrete: bool = False  # True: a probability mass function (counts, categories)
 
     def check(self, X: np.ndarray, names: list[str] | None = None) -> None:  # noqa: B027
         """Raise :class:`InputError` naming the column and value the family cannot model."""
@@ -106,13 +106,14 @@ class Family(ABC):
         normalize_rows(logp, w, row_ll)  # logp becomes R = w·r
         return row_ll, logp.sum(axis=0), self.accumulate(prepared, X, logp)
 
-    def mixture_log_resp(
+    def mixture_log_joint(
         self, prepared: Any, log_weights: np.ndarray, X: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Log-responsibilities ``(n, K)`` and row log-densities ``log Σ_k π_k f(x_n | θ_k)``."""
+    ) -> np.ndarray:
+        """``log π_k + log f(x_n | θ_k)``, ``(n, K)`` (inference; families with fused kernels
+        override it)."""
         logp = np.ascontiguousarray(self.log_prob(prepared, X), dtype=np.float64)
         logp += log_weights
-        return log_softmax_rows(logp)
+        return logp
 
     def reseed(
         self, params: Any, weights: np.ndarray, dead: np.ndarray

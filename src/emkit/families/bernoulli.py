@@ -63,7 +63,9 @@ class Bernoulli(Family):
         X, missing = split_missing(X)
         sums = R.T @ X
         if missing is not None:  # E_k[x_d] = p_kd
-            sums = sums + missing_weights(R, missing, params) * params.probabilities
+            weights = missing_weights(R, missing, params)  # raises when params is None
+            assert params is not None
+            sums = sums + weights * params.probabilities
         return (sums,)
 
     def m_step(self, sums: tuple, nk: np.ndarray, params: Any) -> BernoulliParams:

@@ -121,6 +121,15 @@ class Categorical(Family):
             sizes = np.array([len(col) for col in self.categories])
             self.offsets = np.concatenate([[0], np.cumsum(sizes)])
 
+    @property
+    def _known(self) -> list[list[Any]]:
+        """The categories of every column (configured), else an error saying how to get them."""
+        if self.categories is None:
+            raise InputError(
+                "the categorical family has no categories yet: give categories=, or fit it"
+            )
+        return self.categories
+
     def __repr__(self) -> str:
         if self.categories is None:
             return f"Categorical(min_probability={self.min_probability!r})"
@@ -172,10 +181,10 @@ class Categorical(Family):
         return Categorical(categories, self.min_probability)
 
     def _check_width(self, X: np.ndarray) -> None:
-        if X.shape[1] != len(self.categories):
+        if X.shape[1] != len(self._known):
             raise InputError(
                 f"X has {X.shape[1]} columns; the categorical family was configured for "
-                f"{len(self.categories)}"
+                f"{len(self._known)}"
             )
 
     def encode(
@@ -211,7 +220,7 @@ class Categorical(Family):
                     )
                 raise InputError(
                     f"column {label} has the value {value!r} at row {i}, not seen in fit "
-                    f"(categories: {_shown(self.categories[j])}; {bad.size} such value(s) in all)"
+                    f"(categories: {_shown(self._known[j])}; {bad.size} such value(s) in all)"
                 )
         return codes
 
@@ -277,14 +286,14 @@ class Categorical(Family):
             codes = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"),
                                b - a - 1)
             values = np.empty(b - a, dtype=object)
-            values[:] = self.categories[j]
+            values[:] = self._known[j]
             columns.append(values[codes])
         out = np.empty((n, len(columns)), dtype=object)
         for j, column in enumerate(columns):
             out[:, j] = column
         numeric = all(
             isinstance(v, (int, float)) and not isinstance(v, bool)
-            for col in self.categories
+            for col in self._known
             for v in col
         )
         return out.astype(np.float64) if numeric else out

@@ -25,7 +25,12 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from emkit._validation import InputError, check_finite, check_positive, real_array
-from emkit.families._mixture_kernels import full_log_densities, full_rows, normalize_rows
+from emkit.families._mixture_kernels import (
+    diagonal_log_densities,
+    full_log_densities,
+    full_rows,
+    normalize_rows,
+)
 from emkit.families.base import floored_counts
 
 
@@ -559,6 +564,20 @@ class Diag(CovarianceStructure):
 
     def accumulate(self, Xc, w, means_c, pc, log_const):
         return _diagonal_accumulate(Xc, w, means_c, np.square(pc), log_const)
+
+    def log_densities(self, Xc, means_c, pc, log_const):
+        """One fused sweep of ``Σ_d (x_d − μ_kd)² λ_kd`` (the direct form, float64 sums)."""
+        K, D = means_c.shape
+        prec = np.broadcast_to(np.square(pc).reshape(K, -1), (K, D))
+        logp = np.empty((Xc.shape[0], K), dtype=Xc.dtype)
+        diagonal_log_densities(
+            Xc,
+            np.ascontiguousarray(means_c.T, dtype=np.float64),
+            np.ascontiguousarray(prec.T, dtype=np.float64),
+            np.asarray(log_const, dtype=np.float64),
+            logp,
+        )
+        return logp
 
     def temp_bytes_per_row(self, K, D, itemsize):
         return itemsize * (K + 2 * D)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from emkit._validation import InputError, check_finite, real_array
-from emkit.families._mixture_kernels import log_softmax_rows
 from emkit.families.base import (
     Family,
     check_origin,
@@ -192,16 +191,15 @@ class Gaussian(Family):
         log_const = log_weights + prepared.log_det - 0.5 * params.n_features * LOG_2PI
         return X - origin.astype(X.dtype), params.means - origin, prepared.factors, log_const
 
-    def mixture_log_resp(
+    def mixture_log_joint(
         self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Log-responsibilities (in the dtype of ``X``) and row log-densities: complete rows
-        about one shared origin through the structure's fused ``log_densities``."""
+    ) -> np.ndarray:
+        """``log π_k + log N(x_n | μ_k, Σ_k)`` in the dtype of ``X``: complete rows about one
+        shared origin through the structure's fused ``log_densities``."""
         fused = self._fused_arguments(prepared, log_weights, X)
         if fused is not None:
-            return log_softmax_rows(self.covariance.log_densities(*fused))
-        log_resp, row_ll = super().mixture_log_resp(prepared, log_weights, X)
-        return log_resp.astype(X.dtype, copy=False), row_ll
+            return self.covariance.log_densities(*fused)
+        return super().mixture_log_joint(prepared, log_weights, X).astype(X.dtype, copy=False)
 
     def init_features(self, X: np.ndarray) -> np.ndarray:
         """The rows themselves, in their own dtype (k-means++ on float32 data stays float32)."""

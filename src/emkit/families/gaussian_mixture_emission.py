@@ -216,9 +216,9 @@ class GaussianMixtureEmission(Family):
         # an inner Gaussian without weight copies the sums of its state's busiest one (relative
         # to the state's total: weights of any scale)
         dead = nkm <= EPS * totals
-        source = np.arange(K * M).reshape(K, M)
         busiest = np.argmax(nkm, axis=1)
-        source = np.where(dead, (np.arange(K) * M + busiest)[:, None], source).ravel()
+        own = np.arange(K * M).reshape(K, M)
+        source = np.where(dead, (np.arange(K) * M + busiest)[:, None], own).ravel()
         if self._per_state:
             # the state's pooled scatter stays as summed (a dead Gaussian adds ~nothing and
             # keeps it positive definite); the dead one takes its busiest neighbour's mean

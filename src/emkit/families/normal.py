@@ -82,6 +82,9 @@ class Normal(Family):
     def _transform(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64)
 
+    def _given_origin(self) -> np.ndarray | None:
+        return None if self.origin is None else np.asarray(self.origin)
+
     def _origin(self, D: int) -> np.ndarray:
         return np.zeros(D) if self.origin is None else np.asarray(self.origin)
 
@@ -116,7 +119,7 @@ class Normal(Family):
             centres, labels = start_centres(Y, R, self._origin(Y.shape[1]))
         else:
             pc = 1.0 / np.sqrt(params.variances)
-            centres, labels = shared_origins(_DIAG, params.means, pc, self.origin), None
+            centres, labels = shared_origins(_DIAG, params.means, pc, self._given_origin()), None
         s1, s2 = moments_about(_DIAG, Y, R, centres, labels, missing)
         if missing is not None:  # E_k[y − c] = μ − c, E_k[(y − c)²] = (μ − c)² + σ²
             weights = missing_weights(R, missing.astype(np.float64), params)

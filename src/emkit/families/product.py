@@ -75,7 +75,9 @@ class Product(Family):
                 raise ValueError(
                     f"each block is a (family, columns) pair, got {item!r}"
                 ) from None
-            columns = [columns] if isinstance(columns, (int, np.integer)) else list(columns)
+            given: Any = columns  # validated below: non-negative integers, not bools
+            listed: list[Any] = [given] if isinstance(given, (int, np.integer)) else list(given)
+            columns = listed
             if not columns or not all(
                 isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 0
                 for c in columns
@@ -196,10 +198,12 @@ class Product(Family):
 
     # --- the E- and M-step ------------------------------------------------------------------------
     def log_prob(self, params: tuple, X: np.ndarray) -> np.ndarray:
-        out = None
-        for b, family, _, part in self._parts():
-            logp = family.log_prob(params[b], X[:, part])
-            out = logp if out is None else out + logp
+        """``Σ_blocks log f_b(x_b | θ_kb)``: the blocks are independent given the component."""
+        parts = list(self._parts())
+        b, family, _, part = parts[0]
+        out = family.log_prob(params[b], X[:, part])
+        for b, family, _, part in parts[1:]:
+            out = out + family.log_prob(params[b], X[:, part])
         return out
 
     def accumulate(self, params: tuple | None, X: np.ndarray, R: np.ndarray) -> tuple:

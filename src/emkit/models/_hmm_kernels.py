@@ -1,4 +1,4 @@
-"""Forward-backward and Viterbi recursions of hidden Markov models (numba; arrays only).
+"""Forward-backward, forward filter and Viterbi recursions of HMMs (numba; arrays only).
 
 One code path for every emission family: the kernels see only the ``(n, K)`` matrix of log
 emission densities ``log b_t(k)`` of a batch of concatenated sequences (``offsets`` mark where
@@ -7,7 +7,8 @@ parallel threads.
 
 Forward-backward uses per-step scaling (Rabiner 1989): ``b̃_t = exp(log b_t − m_t)`` with
 ``m_t = max_k log b_t(k)``; ``α̂_t ∝ (α̂_{t−1} A) ⊙ b̃_t`` normalised by ``c_t``, so
-``log P = Σ_t (log c_t + m_t)``.  Should ``c_t`` come near underflow (the states reachable at
+``log P = Σ_t (log c_t + m_t)`` (one forward pass, :func:`_forward`, serves the filter and
+forward-backward).  Should ``c_t`` come near underflow (the states reachable at
 ``t`` all explain ``x_t`` far worse than an unreachable one), the step is redone with the exact
 log-space shift ``max_k (log p_k + log b_t(k))`` over the reachable states.  A zero in the
 transition matrix gives zero expected transitions, so left-right topologies stay as they are.
@@ -31,8 +32,83 @@ def _carry_prediction(
     (the sequence's log-likelihood is −inf; the posteriors stay finite)."""
     for k in range(pred.shape[0]):
         gamma[t, k] = pred[k]
-        logb[t, k] = 0.0
+        logb[t, k] = 1.0  # b̃_t (logb holds b̃ once the forward pass has passed t)
     scale[t] = 1.0
+
+
+@numba.njit(**_OPTS)
+def _forward(
+    logb: np.ndarray,
+    a: int,
+    e: int,
+    startprob: np.ndarray,
+    transmat: np.ndarray,
+    alpha: np.ndarray,
+    scale: np.ndarray,
+    pred: np.ndarray,
+    bvec: np.ndarray,
+) -> float:
+    """Scaled forward pass over rows ``[a, e)``: ``α̂_t ∝ (α̂_{t−1} A) ⊙ b̃_t`` into ``alpha``,
+    ``b̃_t`` over ``logb``, ``c_t`` into ``scale``; returns ``log P(x_{a:e})``.  A row no
+    reachable state can emit carries the prediction ``α̂_{t−1} A`` (and makes it −inf)."""
+    K = logb.shape[1]
+    ll = 0.0
+    for t in range(a, e):
+        if t == a:
+            for k in range(K):
+                pred[k] = startprob[k]
+        else:
+            for k in range(K):
+                pred[k] = 0.0
+            for i in range(K):
+                ai = alpha[t - 1, i]
+                if ai != 0.0:
+                    for k in range(K):
+                        pred[k] += ai * transmat[i, k]
+        m = logb[t, 0]
+        for k in range(1, K):
+            if logb[t, k] > m:
+                m = logb[t, k]
+        if not m > -np.inf:  # no state can emit x_t (or NaN)
+            ll = -np.inf
+            _carry_prediction(alpha, logb, scale, pred, t)
+            continue
+        c = 0.0
+        for k in range(K):
+            bt = np.exp(logb[t, k] - m)
+            v = pred[k] * bt
+            alpha[t, k] = v
+            c += v
+            bvec[k] = bt
+        if c < TINY_SCALE:  # exact shift: max_k log p_k + log b_t(k)
+            m2 = -np.inf
+            for k in range(K):
+                if pred[k] > 0.0:
+                    u = np.log(pred[k]) + logb[t, k]
+                    if u > m2:
+                        m2 = u
+            if not m2 > -np.inf:  # only unreachable states can emit x_t
+                ll = -np.inf
+                _carry_prediction(alpha, logb, scale, pred, t)
+                continue
+            c = 0.0
+            for k in range(K):
+                if pred[k] > 0.0:
+                    v = np.exp(np.log(pred[k]) + logb[t, k] - m2)
+                    bvec[k] = np.exp(logb[t, k] - m2)
+                else:
+                    v = 0.0
+                    bvec[k] = 0.0
+                alpha[t, k] = v
+                c += v
+            m = m2
+        inv = 1.0 / c
+        for k in range(K):
+            alpha[t, k] *= inv
+            logb[t, k] = bvec[k]
+        scale[t] = c
+        ll += np.log(c) + m
+    return ll
 
 
 @numba.njit(**_OPTS)
@@ -70,63 +146,8 @@ def forward_backward(
         a = offsets[s]
         e = offsets[s + 1]
         w = seq_weights[s]
-        ll = 0.0
         # ---- forward: gamma holds α̂_t, logb becomes b̃_t, scale holds c_t
-        for t in range(a, e):
-            if t == a:
-                for k in range(K):
-                    pred[k] = startprob[k]
-            else:
-                for k in range(K):
-                    pred[k] = 0.0
-                for i in range(K):
-                    ai = gamma[t - 1, i]
-                    if ai != 0.0:
-                        for k in range(K):
-                            pred[k] += ai * transmat[i, k]
-            m = logb[t, 0]
-            for k in range(1, K):
-                if logb[t, k] > m:
-                    m = logb[t, k]
-            if not m > -np.inf:  # no state can emit x_t (or NaN)
-                ll = -np.inf
-                _carry_prediction(gamma, logb, scale, pred, t)
-                continue
-            c = 0.0
-            for k in range(K):
-                bt = np.exp(logb[t, k] - m)
-                v = pred[k] * bt
-                gamma[t, k] = v
-                c += v
-                bvec[k] = bt
-            if c < TINY_SCALE:  # exact shift: max_k log p_k + log b_t(k)
-                m2 = -np.inf
-                for k in range(K):
-                    if pred[k] > 0.0:
-                        u = np.log(pred[k]) + logb[t, k]
-                        if u > m2:
-                            m2 = u
-                if not m2 > -np.inf:  # only unreachable states can emit x_t
-                    ll = -np.inf
-                    _carry_prediction(gamma, logb, scale, pred, t)
-                    continue
-                c = 0.0
-                for k in range(K):
-                    if pred[k] > 0.0:
-                        v = np.exp(np.log(pred[k]) + logb[t, k] - m2)
-                        bvec[k] = np.exp(logb[t, k] - m2)
-                    else:
-                        v = 0.0
-                        bvec[k] = 0.0
-                    gamma[t, k] = v
-                    c += v
-                m = m2
-            inv = 1.0 / c
-            for k in range(K):
-                gamma[t, k] *= inv
-                logb[t, k] = bvec[k]
-            scale[t] = c
-            ll += np.log(c) + m
+        ll = _forward(logb, a, e, startprob, transmat, gamma, scale, pred, bvec)
         loglik[s] = ll
         # ---- backward: β̂_t, ξ and γ_t = α̂_t ⊙ β̂_t (over α̂_t in place)
         for k in range(K):
@@ -162,6 +183,33 @@ def forward_backward(
     for i in range(K):
         for j in range(K):
             xi[i, j] += transmat[i, j] * acc[i, j]
+
+
+@numba.njit(**_OPTS)
+def forward_filter(
+    logb: np.ndarray,
+    offsets: np.ndarray,
+    startprob: np.ndarray,
+    transmat: np.ndarray,
+    alpha: np.ndarray,
+    loglik: np.ndarray,
+) -> None:
+    """Filtered probabilities ``α̂_t(k) = P(z_t = k | x_1, …, x_t)`` of sequences ``s``.
+
+    In: ``logb`` (n, K) log emission densities (overwritten: scratch), ``startprob`` (K,),
+    ``transmat`` (K, K).  Out: ``alpha`` (n, K) and ``loglik`` (S,) ``log P(x_s)`` (the
+    forward pass of :func:`forward_backward`, the same arithmetic).  A row that no reachable
+    state can emit (or a missing row, ``log b_t = 0``: ``α̂_t ∝ α̂_{t−1} A``) carries the
+    prediction forward.
+    """
+    n, K = logb.shape
+    scale = np.empty(n)
+    pred = np.empty(K)
+    bvec = np.empty(K)
+    for s in range(offsets.shape[0] - 1):
+        loglik[s] = _forward(
+            logb, offsets[s], offsets[s + 1], startprob, transmat, alpha, scale, pred, bvec
+        )
 
 
 @numba.njit(**_OPTS)

@@ -23,64 +23,18 @@ import numpy as np
 
 from emkit._validation import real_array
 from emkit.engine.data import SequenceBatch, SequenceData
+from emkit.engine.loop import EMConfig, chunk_rows
+from emkit.engine.protocol import INIT_SAMPLE_ROWS
 from emkit.engine.stats import Stats, add_leaves
 from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
-from emkit.models._hmm_kernels import forward_backward, sample_states, viterbi
+from emkit.models._hmm_kernels import forward_backward, forward_filter, sample_states, viterbi
+from emkit.models.learn import Learn
 from emkit.models.mixture import ComponentCollapseWarning, starting_responsibilities
 
 HMM_INITS = ("k-means++", "random", "random_from_data")
 EPS = 10.0 * np.finfo(np.float64).eps
 INIT_SPREAD = 0.3  # share of each row's weight spread over all states at initialisation
-CHUNK_BYTES = 2 * 2**20  # temporaries of one pass of the family's code
-
-
-@dataclass(frozen=True)
-class Learn:
-    """Which parameters EM estimates; the others stay at their starting values.
-
-    ``emissions`` is True (all), False (none) or the names of the emission family's parameter
-    groups to estimate (``family.parameter_groups``, e.g. ``("covariances",)`` for Gaussian
-    states with fixed means): the M-step then maximises over those groups with the others held.
-    """
-
-    start: bool = True
-    transitions: bool = True
-    emissions: bool | frozenset[str] = True
-
-    def __post_init__(self) -> None:
-        for name in ("start", "transitions"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"Learn.{name} must be True or False, got {getattr(self, name)!r}")
-        value = self.emissions
-        if isinstance(value, (bool, np.bool_)):
-            object.__setattr__(self, "emissions", bool(value))
-            return
-        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise TypeError(
-                "Learn.emissions must be True, False or a collection of parameter group names "
-                f"such as ('means', 'covariances'), got {value!r}"
-            )
-        object.__setattr__(self, "emissions", frozenset(value))
-
-    def held_groups(self, family: Family) -> frozenset[str]:
-        """The emission groups held fixed (empty when all are learned or none: see
-        ``emissions``); names the family does not have are an error listing those it has."""
-        if isinstance(self.emissions, bool):
-            return frozenset()
-        groups = tuple(family.parameter_groups)
-        if not groups:
-            raise ValueError(
-                f"the {family.name!r} emission estimates its parameters as one group: "
-                "use Learn(emissions=True) or Learn(emissions=False)"
-            )
-        unknown = sorted(self.emissions - set(groups))
-        if unknown or not self.emissions:
-            raise ValueError(
-                f"Learn(emissions=...) names {unknown or 'no group'}; the {family.name!r} "
-                f"emission has the groups {list(groups)}"
-            )
-        return frozenset(groups) - self.emissions
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,10 +53,13 @@ class HMMParams:
 
 @dataclass(frozen=True, eq=False)
 class PreparedHMM:
-    """The parameters and the emission family's ``prepare`` of them, once per E-step."""
+    """The parameters, the emission family's ``prepare`` of them and the chain's logarithms
+    (``log π``, ``log Aᵀ`` for Viterbi), once per E-step or inference call."""
 
     params: HMMParams
     emission: Any
+    log_start: np.ndarray
+    log_trans_t: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -161,8 +118,9 @@ class HMMModel:
     """The engine model of a ``n_states``-state HMM with ``emission`` densities.
 
     ``startprob`` / ``transmat`` are the starting values ``init`` uses (None: uniform); zeros in
-    ``transmat`` stay zero.  ``learn`` freezes parts of the parameters.  ``n_features`` only
-    sizes the E-step chunks.
+    ``transmat`` stay zero.  ``learn`` freezes parts of the parameters.  ``n_features`` and
+    ``memory_budget`` (the engine's :attr:`EMConfig.memory_budget`) only size the passes of the
+    family's code over a sequence longer than a batch.
     """
 
     emission: Family
@@ -173,20 +131,26 @@ class HMMModel:
     init_method: str = "k-means++"
     n_features: int = 1
     collapse_fraction: float = 1e-10
+    memory_budget: int = EMConfig.memory_budget
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_held", self.learn.held_groups(self.emission))
 
     # --- emission densities -------------------------------------------------------------------
     def _chunk(self) -> int:
-        """Rows per pass of the family's code (cache-sized temporaries, any sequence length)."""
-        per_row = max(1, int(self.emission.row_bytes(self.n_states, self.n_features)))
-        return max(1024, CHUNK_BYTES // per_row)
+        """Rows per pass of the family's code: the engine's batch size for this budget
+        (``chunk_rows``), so a sequence longer than a batch is evaluated in batch-sized parts."""
+        return chunk_rows(self, None, EMConfig(memory_budget=self.memory_budget))
 
-    def log_emission(self, params: HMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _prepared(self, params: HMMParams | PreparedHMM) -> PreparedHMM:
+        return params if isinstance(params, PreparedHMM) else self.prepare(params)
+
+    def log_emission(
+        self, params: HMMParams | PreparedHMM, X: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``log b_k(x_t)`` as a C-contiguous float64 ``(n, K)`` (0 on missing rows) and the
-        mask of missing rows; the family is evaluated over cache-sized row chunks."""
-        return self._log_emission(self.emission.prepare(params.emission), X)
+        mask of missing rows; the family is evaluated over budget-sized row chunks."""
+        return self._log_emission(self._prepared(params).emission, X)
 
     def _log_emission(self, emission: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, K = X.shape[0], self.n_states
@@ -244,30 +208,71 @@ class HMMModel:
         )
         return loglik, gamma, xi, start, occupancy
 
+    # --- inference (``params`` or, prepared once for many batches, ``prepare(params)``) -------
     def posteriors(
-        self, params: HMMParams, X: np.ndarray, offsets: np.ndarray
+        self, params: HMMParams | PreparedHMM, X: np.ndarray, offsets: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(log P(x_s) per sequence, γ (n, K))`` for sequences at ``offsets``."""
-        logb, _ = self.log_emission(params, X)
+        prepared = self._prepared(params)
+        logb, _ = self.log_emission(prepared, X)
         loglik, gamma, *_ = self._forward_backward(
-            params, logb, offsets, np.ones(offsets.size - 1), False
+            prepared.params, logb, offsets, np.ones(offsets.size - 1), False
         )
         return loglik, gamma
 
+    def filter(
+        self, params: HMMParams | PreparedHMM, X: np.ndarray, offsets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(log P(x_s) per sequence, α̂ (n, K))``: ``α̂_t(k) = P(z_t = k | x_1, …, x_t)``,
+        the forward pass only (the log-likelihoods are those of :meth:`posteriors`)."""
+        prepared = self._prepared(params)
+        logb, _ = self.log_emission(prepared, X)
+        alpha = np.empty_like(logb)
+        loglik = np.empty(offsets.size - 1)
+        chain = prepared.params
+        forward_filter(logb, offsets, chain.startprob, chain.transmat, alpha, loglik)
+        return loglik, alpha
+
     def viterbi(
-        self, params: HMMParams, X: np.ndarray, offsets: np.ndarray
+        self, params: HMMParams | PreparedHMM, X: np.ndarray, offsets: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(max_z log P(x_s, z) per sequence, the maximising states (n,))``."""
-        logb, _ = self.log_emission(params, X)
+        prepared = self._prepared(params)
+        logb, _ = self.log_emission(prepared, X)
         logprob = np.empty(offsets.size - 1)
         states = np.empty(X.shape[0], dtype=np.intp)
-        log_trans_t = np.ascontiguousarray(_log_probabilities(params.transmat).T)
-        viterbi(logb, offsets, _log_probabilities(params.startprob), log_trans_t, logprob, states)
+        viterbi(logb, offsets, prepared.log_start, prepared.log_trans_t, logprob, states)
         return logprob, states
+
+    def map_path(
+        self, params: HMMParams | PreparedHMM, X: np.ndarray, offsets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(log P(x_s, ẑ_s) per sequence, ẑ (n,))`` of the per-step most probable states
+        ``ẑ_t = argmax_k γ_t(k)`` (−inf where ẑ takes a forbidden transition)."""
+        prepared = self._prepared(params)
+        logb, _ = self.log_emission(prepared, X)
+        terms = logb.copy()  # forward-backward overwrites logb
+        _, gamma, *_ = self._forward_backward(
+            prepared.params, logb, offsets, np.ones(offsets.size - 1), False
+        )
+        states = gamma.argmax(axis=1)
+        rows = np.arange(X.shape[0])
+        step = terms[rows, states]
+        first = offsets[:-1]
+        inner = np.ones(X.shape[0], dtype=bool)
+        inner[first] = False
+        step[first] += prepared.log_start[states[first]]
+        step[inner] += prepared.log_trans_t[states[inner], states[rows[inner] - 1]]
+        return np.add.reduceat(step, first), states
 
     # --- engine protocol ----------------------------------------------------------------------
     def prepare(self, params: HMMParams) -> PreparedHMM:
-        return PreparedHMM(params, self.emission.prepare(params.emission))
+        return PreparedHMM(
+            params,
+            self.emission.prepare(params.emission),
+            _log_probabilities(params.startprob),
+            np.ascontiguousarray(_log_probabilities(params.transmat).T),
+        )
 
     def e_step(self, prepared: PreparedHMM, batch: SequenceBatch) -> HMMStats:
         params = prepared.params
@@ -329,9 +334,12 @@ class HMMModel:
     def log_prior(self, params: HMMParams) -> float:
         return float(self.emission.log_prior(params.emission))
 
-    def row_bytes(self, params: HMMParams) -> int:
-        K = self.n_states
-        return 8 * 4 * K + 16 + self.emission.row_bytes(K, self.n_features)
+    def row_bytes(self, params: HMMParams | None) -> int:
+        """Bytes of temporaries per row of a batch: ``log b`` and ``γ`` (K float64 each), the
+        scale ``c_t``, a copy of the row for the family (D float64), the missing-row test
+        (D + 1 bools), and the family's own ``row_bytes``."""
+        K, D = self.n_states, self.n_features
+        return 8 * (2 * K + 1 + D) + D + 1 + self.emission.row_bytes(K, D)
 
     # --- SQUAREM coordinates ------------------------------------------------------------------
     def flatten(self, params: HMMParams) -> np.ndarray:
@@ -379,7 +387,9 @@ class HMMModel:
         ``init_features``, or random rows) and spreads the rest evenly, so that no state starts
         unable to emit a value it will need (a hard partition leaves categorical states with
         zero probabilities, where EM stays stuck); or random responsibilities.  Start and
-        transitions uniform unless given."""
+        transitions uniform unless given.  Reads whole sequences of at most about
+        ``INIT_SAMPLE_ROWS`` rows (``data.sample``)."""
+        data = data.sample(INIT_SAMPLE_ROWS, rng)
         observed = ~_missing_rows(data.X)
         X, w, K = fill_missing_cells(data.X[observed]), data.weights[observed], self.n_states
         if X.shape[0] < K:

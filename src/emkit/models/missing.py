@@ -10,6 +10,10 @@ and the statistics are ``Σ w``, ``Σ w x̂`` and ``Σ w (x̂ x̂ᵀ + C)`` (C o
 the observed-data log-likelihood ``Σ w log N(x_o | μ_o, Σ_oo)``.  The M-step is closed form:
 ``μ = Σ w x̂ / Σ w``, ``Σ = Σ w (x̂x̂ᵀ + C) / Σ w − μμᵀ`` (Little & Rubin 2002, section 11.2).
 Rows with every cell missing carry no information and contribute nothing (weight included).
+
+The statistics also carry what the estimator reports after the fit, so it needs no extra pass:
+the observed information of μ at fixed Σ, ``Σ w P_oᵀ Σ_oo⁻¹ P_o`` (``P_o`` selects the observed
+cells), and the set of distinct missingness patterns (merged by union across batches).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emkit.engine.protocol import ArrayData, Batch
-from emkit.engine.stats import Stats
+from emkit.engine.protocol import INIT_SAMPLE_ROWS, ArrayData, Batch
+from emkit.engine.stats import Stats, row_set, unique_rows
 from emkit.families._mixture_kernels import log_softmax_rows
 from emkit.families.covariance import CovarianceError, _upper_to_vector, _vector_to_upper
 from emkit.families.missing_cells import (
@@ -30,6 +34,11 @@ from emkit.families.missing_cells import (
 )
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def pattern_rows(masks: np.ndarray) -> np.ndarray:
+    """Boolean NaN masks (P, D) as the canonical row set of their ``np.packbits`` rows."""
+    return unique_rows(np.packbits(masks, axis=1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,10 +55,19 @@ class MissingNormalParams:
 
 @dataclass(frozen=True)
 class MissingNormalStats(Stats):
-    """``sx = Σ w x̂`` and ``sxx = Σ w (x̂x̂ᵀ + C)``, about the model's fixed origin."""
+    """``sx = Σ w x̂`` and ``sxx = Σ w (x̂x̂ᵀ + C)``, about the model's fixed origin;
+    ``mean_info = Σ w P_oᵀ Σ_oo⁻¹ P_o`` (D, D), the observed information of μ at fixed Σ;
+    ``patterns``: the distinct NaN masks of the rows with an observed cell (whatever their
+    weight), as sorted ``np.packbits`` rows (P, ⌈D/8⌉) uint8, a set merged by union."""
 
     sx: np.ndarray
     sxx: np.ndarray
+    mean_info: np.ndarray
+    patterns: np.ndarray = row_set()
+
+    @property
+    def n_patterns(self) -> int:
+        return int(self.patterns.shape[0])
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,8 @@ class MissingNormalModel:
         return params  # the patterns' regressions depend on the batch
 
     def e_step(self, params: MissingNormalParams, batch: Batch) -> MissingNormalStats:
-        """Observed-data log-likelihood and ``Σ w x̂``, ``Σ w (x̂x̂ᵀ + C)`` of one batch."""
+        """Observed-data log-likelihood, ``Σ w x̂``, ``Σ w (x̂x̂ᵀ + C)``, ``Σ w P_oᵀ Σ_oo⁻¹ P_o``
+        and the missingness patterns of one batch."""
         X = np.asarray(batch.X, dtype=np.float64)
         w = batch.weights
         D = self.n_features
@@ -123,13 +142,15 @@ class MissingNormalModel:
         mu = params.mean - origin
         Xc = X - origin
         mask = np.isnan(Xc)
-        sx, sxx = np.zeros(D), np.zeros((D, D))
+        sx, sxx, info = np.zeros(D), np.zeros((D, D)), np.zeros((D, D))
         loglik = 0.0
         weight = 0.0
         try:
             patterns = list(iter_patterns(params, mask))
         except CovarianceError:  # an infeasible (extrapolated) point: the engine rejects it
-            return MissingNormalStats(-np.inf, float(w.sum()), sx, sxx)
+            unique = missingness_patterns(mask)[0]
+            seen = pattern_rows(unique[~unique.all(axis=1)])
+            return MissingNormalStats(-np.inf, float(w.sum()), sx, sxx, info, seen)
         for pat in patterns:
             wp = w[pat.rows]
             Z = Xc[np.ix_(pat.rows, pat.obs)] - mu[pat.obs]
@@ -139,6 +160,7 @@ class MissingNormalModel:
             loglik += float(wp @ (-0.5 * (pat.obs.size * LOG_2PI + log_det + maha)))
             total = float(wp.sum())
             weight += total
+            info[np.ix_(pat.obs, pat.obs)] += total * (pat.chol_inv.T @ pat.chol_inv)
             Xhat = np.empty((pat.rows.size, D))
             Xhat[:, pat.obs] = Xc[np.ix_(pat.rows, pat.obs)]
             if pat.miss.size:
@@ -147,7 +169,10 @@ class MissingNormalModel:
             sxx += (Xhat * wp[:, None]).T @ Xhat
             if pat.miss.size:
                 sxx[np.ix_(pat.miss, pat.miss)] += total * pat.cond_cov
-        return MissingNormalStats(loglik=loglik, weight=weight, sx=sx, sxx=sxx)
+        masks = np.zeros((len(patterns), D), dtype=bool)
+        for i, pat in enumerate(patterns):
+            masks[i, pat.miss] = True
+        return MissingNormalStats(loglik, weight, sx, sxx, info, pattern_rows(masks))
 
     def m_step(
         self, stats: MissingNormalStats, params: MissingNormalParams | None = None
@@ -179,7 +204,9 @@ class MissingNormalModel:
 
     # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> MissingNormalParams:
-        """Available-case column means (jittered by 0.1 sd when restarting) and variances."""
+        """Available-case column means (jittered by 0.1 sd when restarting) and variances of a
+        sample of at most ``INIT_SAMPLE_ROWS`` rows (``data.sample``)."""
+        data = data.sample(INIT_SAMPLE_ROWS, rng)
         X = np.asarray(data.X, dtype=np.float64)
         w = np.where(np.isnan(X), 0.0, data.weights[:, None])
         total = w.sum(axis=0)
@@ -228,17 +255,6 @@ class MissingNormalModel:
             if rng is not None:
                 X[empty] += _normal_noise(rng, params.covariance, empty.size)
         return X
-
-    def mean_information(
-        self, params: MissingNormalParams, X: np.ndarray, w: np.ndarray
-    ) -> np.ndarray:
-        """Observed information of μ at fixed Σ: ``Σ_n w_n P_nᵀ Σ_oo,n⁻¹ P_n`` (D, D)."""
-        D = self.n_features
-        info = np.zeros((D, D))
-        for pat in iter_patterns(params, np.isnan(np.asarray(X, dtype=np.float64))):
-            inv = pat.chol_inv.T @ pat.chol_inv
-            info[np.ix_(pat.obs, pat.obs)] += float(w[pat.rows].sum()) * inv
-        return info
 
 
 def _normal_noise(rng: np.random.Generator, cov: np.ndarray, n: int) -> np.ndarray:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from emkit.engine.protocol import ArrayData, Batch
+from emkit.engine.protocol import INIT_SAMPLE_ROWS, ArrayData, Batch
 from emkit.engine.sketch import N_BINS, log_density_sketch
 from emkit.engine.stats import Stats
+from emkit.families._mixture_kernels import log_softmax_rows
 from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
+from emkit.models.learn import MixtureLearn
+from emkit.models.partitions import (
+    PARTITIONS,
+    StartingPartition,
+    hard_responsibilities,
+    starting_partition,
+)
 
-MIXTURE_INITS = ("k-means++", "kmeans", "random", "random_from_data")
+MIXTURE_INITS = tuple(PARTITIONS)  # "k-means++", "kmeans", "random", "random_from_data"
 
 
 class ComponentCollapseWarning(UserWarning):
@@ -25,47 +33,15 @@ def starting_responsibilities(
     features: np.ndarray | None,
     weights: np.ndarray,
     K: int,
-    method: str,
+    method: Any,
     rng: np.random.Generator,
     n_rows: int,
     spread: float = 0.0,
 ) -> np.ndarray:
-    """Responsibilities ``(n, K)`` of a starting partition, rows summing to one.
-
-    ``"k-means++"``: k-means++ seeds on ``features``, every row to its nearest seed;
-    ``"kmeans"``: the partition of one k-means run; ``"random_from_data"``: random rows as
-    seeds; ``"random"``: uniform random responsibilities.
-    ``spread`` moves that share of each row's weight evenly over all K (a soft partition).
-    """
-    if method == "random":
-        R = rng.uniform(size=(n_rows, K))
-        return R / R.sum(axis=1, keepdims=True)
-    if method == "kmeans":
-        from sklearn.cluster import KMeans
-
-        seed = int(rng.integers(2**31 - 1))
-        kmeans = KMeans(n_clusters=K, n_init=1, random_state=seed)
-        labels = kmeans.fit(features, sample_weight=weights).labels_
-        return _hard(labels, n_rows, K, spread)
-    if method == "k-means++":
-        from sklearn.cluster import kmeans_plusplus
-
-        seed = int(rng.integers(2**31 - 1))
-        centers, _ = kmeans_plusplus(features, K, sample_weight=weights, random_state=seed)
-    elif method == "random_from_data":
-        centers = features[rng.choice(np.flatnonzero(weights > 0), size=K, replace=False)]
-    else:
-        raise ValueError(f"init_params must be one of {MIXTURE_INITS}, got {method!r}")
-    from sklearn.metrics import pairwise_distances_argmin
-
-    labels = pairwise_distances_argmin(features, np.asarray(centers, dtype=features.dtype))
-    return _hard(labels, n_rows, K, spread)
-
-
-def _hard(labels: np.ndarray, n_rows: int, K: int, spread: float) -> np.ndarray:
-    R = np.full((n_rows, K), spread / K)
-    R[np.arange(n_rows), labels] += 1.0 - spread
-    return R
+    """Responsibilities ``(n, K)`` of the starting partition ``method`` (a name of
+    :data:`~emkit.models.partitions.PARTITIONS` or a partition object)."""
+    partition = starting_partition(method)
+    return partition.responsibilities(features, weights, K, rng, n_rows, spread)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,9 +81,15 @@ class FamilyMixture:
 
     family: Family
     n_components: int
-    init_method: str = "k-means++"
+    init_method: StartingPartition = PARTITIONS["k-means++"]  # or its name
     collapse_fraction: float = 1e-10
     n_features: int = 1  # sizes the E-step chunks
+    learn: MixtureLearn = MixtureLearn()
+    held: frozenset[str] = field(init=False, default=frozenset())  # the groups ``learn`` holds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "init_method", starting_partition(self.init_method))
+        object.__setattr__(self, "held", self.learn.held_groups(self.family))
 
     def prepare(self, params: MixtureParams) -> PreparedMixture:
         return PreparedMixture(
@@ -120,9 +102,13 @@ class FamilyMixture:
         logp += np.log(params.weights)
         return logp
 
+    def log_joint(self, prepared: PreparedMixture, X: np.ndarray) -> np.ndarray:
+        """``log π_k + log f(x_n | θ_k)``, shape ``(n, K)`` (the family's fused kernels)."""
+        return self.family.mixture_log_joint(prepared.components, prepared.log_weights, X)
+
     def log_resp(self, prepared: PreparedMixture, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-responsibilities ``(n, K)`` and row log-densities ``log p(x_n)``."""
-        return self.family.mixture_log_resp(prepared.components, prepared.log_weights, X)
+        return log_softmax_rows(self.log_joint(prepared, X))
 
     def e_step(self, prepared: PreparedMixture, batch: Batch) -> MixtureStats:
         row_ll, nk, sums = self.family.mixture_chunk(
@@ -138,8 +124,12 @@ class FamilyMixture:
 
     def m_step(self, stats: MixtureStats, params: MixtureParams | None = None) -> MixtureParams:
         """The family's M-step on the sums; a component whose weight vanished (``n_k`` below
-        ``collapse_fraction`` of the total) is re-seeded by the family (``Family.reseed``)."""
+        ``collapse_fraction`` of the total) is re-seeded by the family (``Family.reseed``).
+        Parameters held by ``learn`` keep the values of ``params`` (all are estimated at a
+        start, ``params=None``)."""
         nk = floored_counts(stats.nk)  # relative: the fit does not depend on the weights' scale
+        if params is not None and not self.learn.everything:
+            return self._m_step_holding(stats, nk, params)
         components = self.family.m_step(stats.sums, nk, params.components if params else None)
         weights = nk / nk.sum()
         dead = np.flatnonzero(stats.nk <= self.collapse_fraction * stats.nk.sum())
@@ -152,6 +142,29 @@ class FamilyMixture:
                 stacklevel=3,
             )
         return MixtureParams(weights, components)
+
+    def _m_step_holding(
+        self, stats: MixtureStats, nk: np.ndarray, params: MixtureParams
+    ) -> MixtureParams:
+        """The conditional maximiser over the free parameters (no re-seeding: a held part
+        stays as given)."""
+        weights = nk / nk.sum() if self.learn.weights else params.weights
+        components = params.components
+        if self.held:
+            components = self.family.m_step_holding(stats.sums, nk, components, self.held)
+        elif self.learn.components:
+            components = self.family.m_step(stats.sums, nk, components)
+        return MixtureParams(weights, components)
+
+    def n_free_parameters(self, params: MixtureParams) -> int:
+        """Parameters EM estimates (BIC's count): the weights' ``K − 1`` and the family's, less
+        those ``learn`` holds."""
+        K = params.n_components
+        count = (K - 1) * self.learn.weights
+        if self.learn.components:
+            count += self.family.n_parameters(params.components)
+            count -= self.family.n_held_parameters(params.components, self.held)
+        return int(count)
 
     def log_prior(self, params: MixtureParams) -> float:
         return float(self.family.log_prior(params.components))
@@ -167,31 +180,40 @@ class FamilyMixture:
         K = like.n_components
         logw = vector[:K]
         weights = np.exp(logw - logw.max())
-        return MixtureParams(
-            weights / weights.sum(), self.family.unflatten(vector[K:], like.components)
-        )
+        weights = weights / weights.sum() if self.learn.weights else like.weights
+        components = like.components
+        if self.learn.components:
+            components = self.family.unflatten(vector[K:], like.components)
+            if self.held:
+                components = self.family.hold(components, like.components, self.held)
+        return MixtureParams(weights, components)
 
     # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> MixtureParams:
-        """One M-step on a starting partition (see :func:`starting_responsibilities`) of the
-        rows with every cell observed, or, if they are too few (under ``max(2K, D + 1)``),
-        of all rows with missing cells at their column's median."""
-        data = _complete_rows(data, self.n_components)
-        features = self.family.init_features(data.X) if self.init_method != "random" else None
-        R = starting_responsibilities(
-            features, data.weights, self.n_components, self.init_method, rng, data.n_rows
-        )
+        """One M-step on a starting partition (see :func:`starting_responsibilities`) of a
+        sample of at most ``INIT_SAMPLE_ROWS`` rows (``data.sample``): of those with every cell
+        observed, or, if they are too few (under ``max(2K, D + 1)``), of all of them with missing
+        cells at their column's median."""
+        data = _complete_rows(data.sample(INIT_SAMPLE_ROWS, rng), self.n_components)
+        method = self.init_method
+        features = self.family.init_features(data.X) if method.uses_features else None
+        R = method.responsibilities(features, data.weights, self.n_components, rng, data.n_rows)
         return self.from_resp(data, R)
 
-    def from_means(self, data: ArrayData, means: np.ndarray) -> MixtureParams:
-        """One M-step on the partition of every row to its nearest mean (in the family's
-        ``init_features``; missing cells at their column's median)."""
+    def from_means(
+        self, data: ArrayData, means: np.ndarray, rng: np.random.Generator
+    ) -> MixtureParams:
+        """One M-step on the partition of every row of a sample (``data.sample``, at most
+        ``INIT_SAMPLE_ROWS``) to its nearest mean (in the family's ``init_features``; missing
+        cells at their column's median)."""
         from sklearn.metrics import pairwise_distances_argmin
 
+        data = data.sample(INIT_SAMPLE_ROWS, rng)
         data = ArrayData(fill_missing_cells(data.X), data.weights)
         features = self.family.init_features(data.X)
         labels = pairwise_distances_argmin(features, np.asarray(means, dtype=features.dtype))
-        return self.from_resp(data, _hard(labels, data.n_rows, self.n_components, 0.0))
+        R = hard_responsibilities(labels, data.n_rows, self.n_components, 0.0)
+        return self.from_resp(data, R)
 
     def from_resp(self, data: ArrayData, resp: np.ndarray) -> MixtureParams:
         """One M-step on responsibilities ``resp`` (rows sum to one) of rows without NaN."""
@@ -215,5 +237,5 @@ def _complete_rows(data: ArrayData, K: int) -> ArrayData:
         return data
     complete = ~np.isnan(X).any(axis=1) & (data.weights > 0)
     if np.count_nonzero(complete) >= max(2 * K, X.shape[1] + 1):
-        return ArrayData(X[complete], data.weights[complete])
+        return data.take(complete)
     return ArrayData(fill_missing_cells(X), data.weights)
