@@ -296,7 +296,7 @@ def test_float32_cases_really_run_in_float32() -> None:
     assert log_resp.dtype == np.float32
     X = problem.data.X
     chunk = model.family.covariance.accumulate(
-        X - X[:1], np.ones(X.shape[0]), problem.params.components.means - X[0],
+        X, X[0].astype(np.float64), np.ones(X.shape[0]), problem.params.components.means - X[0],
         prepared.components.factors, np.zeros(3),
     )
     assert chunk.sx.dtype == chunk.sxx.dtype == np.float64  # float32 products, float64 sums

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from emkit.engine.backend import blas_on_one_thread
 from emkit.engine.loop import EMConfig, FitResult, NumericalError, ProgressCallback, run_em
 from emkit.engine.protocol import Model
 from emkit.engine.starts import best_of_short_runs, check_short_runs
@@ -36,6 +37,23 @@ def fit(
     if int(n_init) != n_init or n_init < 1:
         raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
     check_short_runs(short_runs, short_iter)
+    with blas_on_one_thread(config.threads):
+        return _best_run(
+            model, data, config, rng, n_init, init_params, callback, short_runs, short_iter
+        )
+
+
+def _best_run(
+    model: Model,
+    data: Any,
+    config: EMConfig,
+    rng: np.random.Generator,
+    n_init: int,
+    init_params: Any,
+    callback: ProgressCallback | None,
+    short_runs: int,
+    short_iter: int,
+) -> FitResult:
     best: FitResult | None = None
     objectives = []
     best_index = 0

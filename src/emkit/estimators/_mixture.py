@@ -114,11 +114,9 @@ class MixtureInference:
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of every row."""
         self._check_fitted()
-
-        def labels(model: Any, prepared: Any, rows: np.ndarray) -> np.ndarray:
-            return model.log_joint(prepared, rows).argmax(axis=1)  # no normalisation needed
-
-        parts = self._map_chunks(self._check_predict_X(X), labels)
+        parts = self._map_chunks(
+            self._check_predict_X(X), lambda model, prepared, rows: model.labels(prepared, rows)
+        )
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:

@@ -16,88 +16,88 @@ kernel = numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
 # responsibilities below this are set to zero: they change no sum beyond 1e-30 relative, and
 # left in they become subnormal numbers in float32, which slow every later product tenfold
 NEGLIGIBLE = 1e-30
-# exp(t) < NEGLIGIBLE below this: such terms are neither computed nor added.  The row's total
-# is at least 1 (its largest term), so leaving out terms under 1e-30 changes no bit of it
-SKIP_BELOW = float(np.log(NEGLIGIBLE))
+
+
+# exp(t) below this is left out of every sum (see NEGLIGIBLE), so the exponent is raised to it:
+# numpy's SIMD exp takes a slow path, 8–30× slower, for results that underflow (t < −708)
+FLOOR = -80.0  # exp(FLOOR) ≈ 1.8e-35 is still a normal float32
 
 
 @kernel
-def _responsibilities(row: np.ndarray, weight: float) -> float:
-    """In place on one row of log-probabilities: ``row ← w·softmax(row)``; returns logsumexp.
-
-    Responsibilities below ``NEGLIGIBLE`` become 0.
-    """
-    K = row.shape[0]
-    top = row[0]
-    for k in range(1, K):
-        if row[k] > top:
-            top = row[k]
-    if not np.isfinite(top):
-        top = 0.0
-    total = 0.0
-    for k in range(K):
-        t = row[k] - top
-        e = np.exp(t) if t >= SKIP_BELOW else 0.0
-        row[k] = e
-        total += e
-    for k in range(K):
-        r = row[k] / total
-        row[k] = r * weight if r >= NEGLIGIBLE else 0.0
-    return np.log(total) + top
-
-
-@kernel
-def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> None:
-    """In place: ``logp[n] ← w_n·softmax(logp[n])`` and ``row_ll[n] = logsumexp(logp[n])``."""
+def _shift_rows(logp: np.ndarray, top: np.ndarray, exponents: np.ndarray) -> None:
+    """``logp[n] ← logp[n] − t_n`` with ``t_n = max_k logp[n, k]`` (0 where that is not finite,
+    so an all −∞ row stays −∞ and a row with +∞ or NaN stays non-finite); ``exponents`` gets
+    the same values raised to ``FLOOR`` where they are finite and below it (it may be
+    ``logp`` itself).  A row's total is at least 1 (its largest term), so terms of at most
+    exp(FLOOR) change no bit of it."""
     for i in range(logp.shape[0]):
-        row_ll[i] = _responsibilities(logp[i], weights[i])
+        t = logp[i, 0]
+        for k in range(1, logp.shape[1]):
+            if logp[i, k] > t:
+                t = logp[i, k]
+        if not np.isfinite(t):
+            t = 0.0
+        top[i] = t
+        for k in range(logp.shape[1]):
+            v = logp[i, k] - t
+            logp[i, k] = v
+            exponents[i, k] = FLOOR if FLOOR > v > -np.inf else v
 
 
 @kernel
-def _log_normalize_rows(logp: np.ndarray, row_ll: np.ndarray) -> None:
-    for i in range(logp.shape[0]):
-        row = logp[i]
-        top = row[0]
-        for k in range(1, row.shape[0]):
-            if row[k] > top:
-                top = row[k]
-        if not np.isfinite(top):
-            top = 0.0
+def _scale_rows(E: np.ndarray, weights: np.ndarray, top: np.ndarray, row_ll: np.ndarray) -> None:
+    """In place on ``E = exp(logp − t)``: ``E[n] ← w_n·E[n]/Σ_k E[n, k]`` (0 below
+    ``NEGLIGIBLE``) and ``row_ll[n] = log Σ_k E[n, k] + t_n``."""
+    for i in range(E.shape[0]):
         total = 0.0
-        for k in range(row.shape[0]):
-            t = row[k] - top
-            if t >= SKIP_BELOW:
-                total += np.exp(t)
-        norm = np.log(total) + top
-        row_ll[i] = norm
-        for k in range(row.shape[0]):
-            row[k] -= norm
+        for k in range(E.shape[1]):
+            total += E[i, k]
+        row_ll[i] = np.log(total) + top[i]
+        w = weights[i]
+        for k in range(E.shape[1]):
+            r = E[i, k] / total
+            E[i, k] = r * w if r >= NEGLIGIBLE else 0.0
+
+
+@kernel
+def _log_totals(E: np.ndarray, top: np.ndarray, row_ll: np.ndarray) -> None:
+    """``row_ll[n] = log Σ_k E[n, k] + t_n`` (the sum in float64)."""
+    for i in range(E.shape[0]):
+        total = 0.0
+        for k in range(E.shape[1]):
+            total += E[i, k]
+        row_ll[i] = np.log(total) + top[i]
+
+
+def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> None:
+    """In place on float64 ``logp``: ``logp[n] ← w_n·softmax(logp[n])`` and
+    ``row_ll[n] = logsumexp(logp[n])``.
+
+    Three sweeps of a cache-sized chunk: numpy's SIMD ``exp`` between two kernels is about ten
+    times faster than a scalar ``exp`` per element inside one.
+    """
+    top = np.empty(logp.shape[0])
+    _shift_rows(logp, top, logp)
+    np.exp(logp, out=logp)
+    _scale_rows(logp, weights, top, row_ll)
 
 
 def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """In place: ``logp ← logp − logsumexp(logp)`` per row; returns (logp, row logsumexp),
     both in the dtype of ``logp`` (the sums run in float64)."""
-    row_ll = np.empty(logp.shape[0], dtype=logp.dtype)
-    _log_normalize_rows(logp, row_ll)
-    return logp, row_ll
+    top = np.empty(logp.shape[0])
+    exponents = np.empty_like(logp)
+    _shift_rows(logp, top, exponents)
+    row_ll = np.empty(logp.shape[0])
+    _log_totals(np.exp(exponents, out=exponents), top, row_ll)
+    logp -= (row_ll - top).astype(logp.dtype)[:, None]
+    return logp, row_ll.astype(logp.dtype, copy=False)
 
 
 @kernel
-def full_rows(
-    Y: np.ndarray,
-    offsets: np.ndarray,
-    const: np.ndarray,
-    weights: np.ndarray,
-    logp: np.ndarray,
-    R: np.ndarray,
-    row_ll: np.ndarray,
-) -> None:
-    """One sweep over ``Y = X L`` (n, K·D) for full covariances, in place.
-
-    ``Y_k ← Y_k − μ_k L_k``; ``log p_k = const_k − ½‖Y_k‖²``; ``R[n] = w_n softmax(log p)``;
-    ``Y_k ← √R_nk · Y_k`` so that ``Y_kᵀ Y_k = Σ_n w_n r_nk y_nk y_nkᵀ``.  ``logp`` is a float64
-    scratch of shape (n, K) (it may be ``R`` itself when ``R`` is float64).
-    """
+def full_log_densities(Y: np.ndarray, const: np.ndarray, logp: np.ndarray) -> None:
+    """``logp[n, k] = const_k − ½‖Y_k[n]‖²`` for the K blocks of centred, whitened rows
+    ``Y = [(x − μ_1) L_1, …]`` (n, K·D), summed in float64 whatever the dtype of ``Y``."""
     n = Y.shape[0]
     K = const.shape[0]
     D = Y.shape[1] // K
@@ -106,55 +106,78 @@ def full_rows(
             s = 0.0
             base = k * D
             for d in range(D):
-                t = Y[i, base + d] - offsets[base + d]
-                Y[i, base + d] = t
+                t = np.float64(Y[i, base + d])
                 s += t * t
             logp[i, k] = const[k] - 0.5 * s
-        row_ll[i] = _responsibilities(logp[i], weights[i])
+
+
+@kernel
+def scale_blocks(Y: np.ndarray, R: np.ndarray) -> None:
+    """In place: ``Y_k[n] ← √R_nk · Y_k[n]`` for the K blocks of ``Y`` (n, K·D), so that
+    ``Y_kᵀ Y_k = Σ_n R_nk y_nk y_nkᵀ``."""
+    K = R.shape[1]
+    D = Y.shape[1] // K
+    for i in range(Y.shape[0]):
         for k in range(K):
-            r = logp[i, k]
-            R[i, k] = r
-            root = np.sqrt(r)
+            root = np.sqrt(R[i, k])
             base = k * D
             for d in range(D):
                 Y[i, base + d] = Y[i, base + d] * root
 
 
 @kernel
-def full_log_densities(
-    Y: np.ndarray, offsets: np.ndarray, const: np.ndarray, logp: np.ndarray
-) -> None:
-    """``logp[n, k] = const_k − ½‖Y_k[n] − offsets_k‖²`` from ``Y = X L`` (n, K·D), summed in
-    float64 whatever the dtype of ``Y``; ``Y`` is left as it is."""
-    n = Y.shape[0]
-    K = const.shape[0]
-    D = Y.shape[1] // K
+def diagonal_design(X: np.ndarray, origin: np.ndarray, Z: np.ndarray) -> None:
+    """``Z[n] = [x_n − o, (x_n − o)², 1]`` in float64 (one sweep, whatever the dtype of ``X``):
+    the design of the diagonal E-step's product and of its sums."""
+    n, D = X.shape
     for i in range(n):
-        for k in range(K):
-            s = 0.0
-            base = k * D
-            for d in range(D):
-                t = Y[i, base + d] - offsets[base + d]
-                s += t * t
-            logp[i, k] = const[k] - 0.5 * s
+        for d in range(D):
+            x = np.float64(X[i, d]) - origin[d]
+            Z[i, d] = x
+            Z[i, D + d] = x * x
+        Z[i, 2 * D] = 1.0
 
 
 @kernel
 def diagonal_log_densities(
-    X: np.ndarray, means_t: np.ndarray, prec_t: np.ndarray, const: np.ndarray, logp: np.ndarray
+    X: np.ndarray,
+    origin: np.ndarray,
+    means_t: np.ndarray,
+    prec_t: np.ndarray,
+    const: np.ndarray,
+    logp: np.ndarray,
 ) -> None:
-    """``logp[n, k] = const_k − ½ Σ_d (x_nd − μ_kd)² λ_kd`` for diagonal precisions, in float64
-    whatever the dtype of ``X``.  ``means_t``, ``prec_t`` are ``(D, K)``: the inner loop runs
-    over components (independent sums, so it vectorises without reassociating any of them)."""
+    """``logp[n, k] = const_k − ½ Σ_d ((x_nd − o_d) − μ_kd)² λ_kd`` for diagonal precisions and
+    means about ``o``, in float64 whatever the dtype of ``X``.  ``means_t``, ``prec_t`` are
+    ``(D, K)``: the inner loop runs over components (independent sums, so it vectorises
+    without reassociating any of them)."""
     n, D = X.shape
     K = const.shape[0]
     acc = np.empty(K)
     for i in range(n):
         acc[:] = 0.0
         for d in range(D):
-            x = np.float64(X[i, d])
+            x = np.float64(X[i, d]) - origin[d]
             for k in range(K):
                 t = x - means_t[d, k]
                 acc[k] += t * t * prec_t[d, k]
         for k in range(K):
             logp[i, k] = const[k] - 0.5 * acc[k]
+
+
+@kernel
+def _argmax_rows(a: np.ndarray, out: np.ndarray) -> None:
+    for i in range(a.shape[0]):
+        best = 0
+        for k in range(1, a.shape[1]):
+            if a[i, k] > a[i, best]:
+                best = k
+        out[i] = best
+
+
+def argmax_rows(a: np.ndarray) -> np.ndarray:
+    """Column of the first largest entry of every row (``a.argmax(axis=1)``, which numpy runs
+    several times slower for short rows)."""
+    out = np.empty(a.shape[0], dtype=np.intp)
+    _argmax_rows(a, out)
+    return out

@@ -26,10 +26,11 @@ import numpy as np
 
 from emkit._validation import InputError, check_finite, check_positive, real_array
 from emkit.families._mixture_kernels import (
+    diagonal_design,
     diagonal_log_densities,
     full_log_densities,
-    full_rows,
     normalize_rows,
+    scale_blocks,
 )
 from emkit.families.base import floored_counts
 
@@ -227,28 +228,38 @@ class CovarianceStructure(ABC):
         return pc
 
     def log_densities(
-        self, Xc: np.ndarray, means_c: np.ndarray, factors: Any, log_const: np.ndarray
+        self,
+        X: np.ndarray,
+        origin: np.ndarray,
+        means_c: np.ndarray,
+        factors: Any,
+        log_const: np.ndarray,
     ) -> np.ndarray:
-        """``log p_nk = log_const_k − ½·maha_nk`` ``(n, K)`` in the dtype of ``Xc`` (inference:
-        the E-step's products without the sums).  ``factors`` is ``prepare(pc)``."""
-        logp = self.mahalanobis(Xc, means_c, factors)
+        """``log p_nk = log_const_k − ½·maha_nk`` ``(n, K)`` in the dtype of ``X`` (inference:
+        the E-step's products without the sums) for rows ``X`` and means ``means_c`` about
+        ``origin``.  ``factors`` is ``prepare(pc)``."""
+        logp = self.mahalanobis(X - origin.astype(X.dtype), means_c, factors)
         logp *= -0.5
         logp += log_const.astype(logp.dtype)
         return logp
 
     def accumulate(
         self,
-        Xc: np.ndarray,
+        X: np.ndarray,
+        origin: np.ndarray,
         w: np.ndarray,
         means_c: np.ndarray,
         factors: Any,
         log_const: np.ndarray,
     ) -> ChunkStats:
-        """E-step of one chunk: ``log p_nk = log_const_k − ½·maha_nk``, responsibilities, sums.
+        """E-step of one chunk: ``log p_nk = log_const_k − ½·maha_nk``, responsibilities, and
+        the sums about ``origin`` (``means_c`` are the means about it; the structure centres
+        the rows as it goes).
 
         ``factors`` is ``prepare(pc)``.  The generic path; structures override it with fused
         products where that pays.
         """
+        Xc = X - origin.astype(X.dtype)
         logp = self.mahalanobis(Xc, means_c, factors)
         logp *= -0.5
         logp += log_const.astype(logp.dtype)
@@ -274,7 +285,7 @@ def _finish(Xc, w, logp, structure) -> ChunkStats:
 
 
 def _squares_and_values(Xc: np.ndarray) -> np.ndarray:
-    """``Z = [Xc, Xc²]`` (n, 2D): one matrix serves the E-step form and the M-step sums."""
+    """``Z = [Xc, Xc²]`` (n, 2D) in the dtype of ``Xc``."""
     n, D = Xc.shape
     Z = np.empty((n, 2 * D), dtype=Xc.dtype)
     Z[:, :D] = Xc
@@ -282,26 +293,42 @@ def _squares_and_values(Xc: np.ndarray) -> np.ndarray:
     return Z
 
 
-def _diagonal_accumulate(Xc, w, means_c, prec, log_const) -> ChunkStats:
-    """Diagonal precisions ``prec`` (K, D): ``log p = c + Z·[μΛ; −½Λ]``, sums ``Rᵀ Z``.
+def _diagonal_accumulate(X, origin, w, means_c, prec, log_const) -> ChunkStats:
+    """Diagonal precisions ``prec`` (K, D): ``log p = Z·[μΛ; −½Λ; c]`` with ``Z = [x, x², 1]``
+    about ``origin``, then the sums ``Rᵀ Z = [s_x, s_xx, n_k]``: one sweep builds ``Z``, two
+    products carry every other row operation.
 
     The expanded form loses ``ε·(|x − o|/σ_k)²`` of the Mahalanobis distance; in float32 that
     breaks the monotonicity of EM once a component shrinks, so it is evaluated in float64 for
     every input dtype (the data stay float32 in memory; one chunk is converted at a time).
     """
-    D = Xc.shape[1]
-    Z = _squares_and_values(_float64(Xc))
-    G = np.vstack([(means_c * prec).T, -0.5 * prec.T])
-    logp = Z @ G
-    logp += log_const - 0.5 * (np.square(means_c) * prec).sum(axis=1)
-    row_ll = np.empty(Xc.shape[0])
+    n, D = X.shape
+    Z = np.empty((n, 2 * D + 1))
+    diagonal_design(X, np.asarray(origin, dtype=np.float64), Z)
+    const = log_const - 0.5 * (np.square(means_c) * prec).sum(axis=1)
+    logp = Z @ np.vstack([(means_c * prec).T, -0.5 * prec.T, const[None, :]])
+    row_ll = np.empty(n)
     normalize_rows(logp, w, row_ll)
     M = logp.T @ Z
-    return ChunkStats(row_ll, logp.sum(axis=0), M[:, :D], M[:, D:])
+    return ChunkStats(row_ll, M[:, 2 * D].copy(), M[:, :D], M[:, D : 2 * D])
 
 
 def _float64(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float64, copy=False)
+
+
+def _whitened(X, origin, means_c, factors) -> tuple[np.ndarray, np.ndarray]:
+    """``(X − o, Y)`` with ``Y_k = (x − μ_k) L_k`` for every component in one product, in the
+    dtype of ``X``: ``[X − o, 1]·[L_1 … L_K; −(μ_1 − o) L_1 … ]`` (the centring rides in the
+    product instead of a sweep that rewrites ``Y``)."""
+    pc, stacked, _ = factors
+    K, D = means_c.shape
+    design = np.empty((X.shape[0], D + 1), dtype=X.dtype)
+    np.subtract(X, origin.astype(X.dtype), out=design[:, :D])
+    design[:, D] = 1.0
+    offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(1, K * D)
+    Y = design @ np.vstack([stacked, -offsets]).astype(X.dtype)
+    return design[:, :D], Y
 
 
 class Full(CovarianceStructure):
@@ -387,31 +414,30 @@ class Full(CovarianceStructure):
         K, D, _ = pc.shape
         return _FullFactors(pc, pc.transpose(1, 0, 2).reshape(D, K * D), np.linalg.inv(pc))
 
-    def log_densities(self, Xc, means_c, factors, log_const):
-        """``Y = Xc·[L_1 … L_K]`` (one product) and one fused sweep for the log-densities."""
-        pc, stacked, _ = factors
-        K, D, _ = pc.shape
-        Y = Xc @ stacked.astype(Xc.dtype, copy=False)
-        offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(K * D).astype(Xc.dtype)
-        logp = np.empty((Xc.shape[0], K), dtype=Xc.dtype)
-        full_log_densities(Y, offsets, np.asarray(log_const, dtype=np.float64), logp)
+    def log_densities(self, X, origin, means_c, factors, log_const):
+        """One product for the centred, whitened rows (:func:`_whitened`) and one sweep for the
+        log-densities."""
+        Xc, Y = _whitened(X, origin, means_c, factors)
+        logp = np.empty((X.shape[0], means_c.shape[0]), dtype=X.dtype)
+        full_log_densities(Y, np.asarray(log_const, dtype=np.float64), logp)
         return logp
 
-    def accumulate(self, Xc, w, means_c, factors, log_const):
-        """``Y = Xc·[L_1 … L_K]`` (one product), a fused sweep for centring, log-densities,
-        responsibilities and √r weighting, then ``S_k = Y_kᵀ Y_k`` mapped back by ``L_k⁻¹``:
-        the second moment about each component mean, so nothing cancels in the working dtype.
+    def accumulate(self, X, origin, w, means_c, factors, log_const):
+        """One product for the centred, whitened rows (:func:`_whitened`), a sweep for the
+        log-densities, the responsibilities, a sweep for √r weighting, then
+        ``S_k = Y_kᵀ Y_k`` mapped back by ``L_k⁻¹``: the second moment about each component
+        mean, so nothing cancels in the working dtype.
         """
-        pc, stacked, inv_pc = factors
-        K, D, _ = pc.shape
-        n = Xc.shape[0]
-        dtype = Xc.dtype
-        Y = Xc @ stacked.astype(dtype, copy=False)
-        offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(K * D).astype(dtype)
-        R = np.empty((n, K), dtype=dtype)
-        logp = R if dtype == np.float64 else np.empty((n, K))
+        _, _, inv_pc = factors
+        K, D = means_c.shape
+        n = X.shape[0]
+        Xc, Y = _whitened(X, origin, means_c, factors)
+        logp = np.empty((n, K))
+        full_log_densities(Y, np.asarray(log_const, dtype=np.float64), logp)
         row_ll = np.empty(n)
-        full_rows(Y, offsets, log_const, w, logp, R, row_ll)
+        normalize_rows(logp, w, row_ll)
+        R = logp.astype(X.dtype, copy=False)
+        scale_blocks(Y, R)
         nk = R.sum(axis=0, dtype=np.float64)
         sx = (R.T @ Xc).astype(np.float64)
         Yk = Y.reshape(n, K, D).transpose(1, 0, 2)  # (K, n, D) view
@@ -562,16 +588,17 @@ class Diag(CovarianceStructure):
         d = int(np.argmax(cov[k]))
         return float(cov[k, d]), np.eye(D)[d]
 
-    def accumulate(self, Xc, w, means_c, pc, log_const):
-        return _diagonal_accumulate(Xc, w, means_c, np.square(pc), log_const)
+    def accumulate(self, X, origin, w, means_c, pc, log_const):
+        return _diagonal_accumulate(X, origin, w, means_c, np.square(pc), log_const)
 
-    def log_densities(self, Xc, means_c, pc, log_const):
-        """One fused sweep of ``Σ_d (x_d − μ_kd)² λ_kd`` (the direct form, float64 sums)."""
+    def log_densities(self, X, origin, means_c, pc, log_const):
+        """One fused sweep of ``Σ_d ((x_d − o_d) − μ_kd)² λ_kd`` (the direct form, float64)."""
         K, D = means_c.shape
         prec = np.broadcast_to(np.square(pc).reshape(K, -1), (K, D))
-        logp = np.empty((Xc.shape[0], K), dtype=Xc.dtype)
+        logp = np.empty((X.shape[0], K), dtype=X.dtype)
         diagonal_log_densities(
-            Xc,
+            X,
+            np.asarray(origin, dtype=np.float64),
             np.ascontiguousarray(means_c.T, dtype=np.float64),
             np.ascontiguousarray(prec.T, dtype=np.float64),
             np.asarray(log_const, dtype=np.float64),
@@ -634,10 +661,10 @@ class Spherical(Diag):
     def as_full(self, cov, K, D):
         return cov[:, None, None] * np.eye(D)
 
-    def accumulate(self, Xc, w, means_c, pc, log_const):
-        D = Xc.shape[1]
+    def accumulate(self, X, origin, w, means_c, pc, log_const):
+        D = X.shape[1]
         prec = np.repeat(np.square(pc)[:, None], D, axis=1)
-        return _diagonal_accumulate(Xc, w, means_c, prec, log_const)
+        return _diagonal_accumulate(X, origin, w, means_c, prec, log_const)
 
 
 class GroupTied(CovarianceStructure):

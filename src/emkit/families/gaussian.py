@@ -166,8 +166,8 @@ class Gaussian(Family):
         components, NaN cells) the generic pass in float64."""
         fused = self._fused_arguments(prepared, log_weights, X)
         if fused is not None:
-            Xc, means_c, factors, log_const = fused
-            chunk = self.covariance.accumulate(Xc, w, means_c, factors, log_const)
+            X, origin, means_c, factors, log_const = fused
+            chunk = self.covariance.accumulate(X, origin, w, means_c, factors, log_const)
             mass = chunk.nk[:, None] * prepared.centres
             return chunk.row_ll, chunk.nk, (chunk.sx, chunk.sxx, mass)
         params = prepared.params
@@ -182,14 +182,14 @@ class Gaussian(Family):
     def _fused_arguments(
         self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray
     ) -> tuple | None:
-        """``(X − o, μ − o, factors, log π + ½ log det Λ − (D/2) log 2π)`` for the structure's
+        """``(X, o, μ − o, factors, log π + ½ log det Λ − (D/2) log 2π)`` for the structure's
         fused products when the rows are complete and one origin ``o`` serves every component;
         else None (the general pass)."""
         if not prepared.shared or incomplete_rows(X) is not None:
             return None
         params, origin = prepared.params, prepared.centres[0]
         log_const = log_weights + prepared.log_det - 0.5 * params.n_features * LOG_2PI
-        return X - origin.astype(X.dtype), params.means - origin, prepared.factors, log_const
+        return X, origin, params.means - origin, prepared.factors, log_const
 
     def mixture_log_joint(
         self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray

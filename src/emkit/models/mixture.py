@@ -11,7 +11,7 @@ import numpy as np
 from emkit.engine.protocol import INIT_SAMPLE_ROWS, ArrayData, Batch
 from emkit.engine.sketch import N_BINS, log_density_sketch
 from emkit.engine.stats import Stats
-from emkit.families._mixture_kernels import log_softmax_rows
+from emkit.families._mixture_kernels import argmax_rows, log_softmax_rows
 from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
 from emkit.models.learn import MixtureLearn
@@ -105,6 +105,10 @@ class FamilyMixture:
     def log_joint(self, prepared: PreparedMixture, X: np.ndarray) -> np.ndarray:
         """``log π_k + log f(x_n | θ_k)``, shape ``(n, K)`` (the family's fused kernels)."""
         return self.family.mixture_log_joint(prepared.components, prepared.log_weights, X)
+
+    def labels(self, prepared: PreparedMixture, X: np.ndarray) -> np.ndarray:
+        """``argmax_k log π_k + log f(x_n | θ_k)``: the most probable component (no softmax)."""
+        return argmax_rows(self.log_joint(prepared, X))
 
     def log_resp(self, prepared: PreparedMixture, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-responsibilities ``(n, K)`` and row log-densities ``log p(x_n)``."""
