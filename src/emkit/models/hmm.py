@@ -30,7 +30,8 @@ from emkit.families.base import Family, floored_counts
 from emkit.families.missing_cells import fill_missing_cells
 from emkit.models._hmm_kernels import forward_backward, forward_filter, sample_states, viterbi
 from emkit.models.learn import Learn
-from emkit.models.mixture import ComponentCollapseWarning, starting_responsibilities
+from emkit.models.mixture import ComponentCollapseWarning
+from emkit.models.partitions import PARTITIONS, StartingPartition, starting_partition
 
 HMM_INITS = ("k-means++", "random", "random_from_data")
 EPS = 10.0 * np.finfo(np.float64).eps
@@ -128,12 +129,13 @@ class HMMModel:
     learn: Learn = field(default_factory=Learn)
     startprob: np.ndarray | None = None
     transmat: np.ndarray | None = None
-    init_method: str = "k-means++"
+    init_method: StartingPartition = PARTITIONS["k-means++"]  # or its name (HMM_INITS)
     n_features: int = 1
     collapse_fraction: float = 1e-10
     memory_budget: int = EMConfig.memory_budget
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "init_method", starting_partition(self.init_method, HMM_INITS))
         object.__setattr__(self, "_held", self.learn.held_groups(self.emission))
 
     # --- emission densities -------------------------------------------------------------------
@@ -396,12 +398,9 @@ class HMMModel:
             raise ValueError(
                 f"n_states={K} needs at least as many observed rows, got {X.shape[0]}"
             )
-        if self.init_method not in HMM_INITS:
-            raise ValueError(f"init_params must be one of {HMM_INITS}, got {self.init_method!r}")
-        features = None if self.init_method == "random" else self.emission.init_features(X)
-        R = starting_responsibilities(
-            features, w, K, self.init_method, rng, X.shape[0], spread=INIT_SPREAD
-        )
+        method = self.init_method
+        features = self.emission.init_features(X) if method.uses_features else None
+        R = method.responsibilities(features, w, K, rng, X.shape[0], spread=INIT_SPREAD)
         R *= w[:, None]
         nk = R.sum(axis=0)
         with warnings.catch_warnings():

@@ -29,21 +29,6 @@ class ComponentCollapseWarning(UserWarning):
     """A component lost all its weight and was re-seeded (``Family.reseed``)."""
 
 
-def starting_responsibilities(
-    features: np.ndarray | None,
-    weights: np.ndarray,
-    K: int,
-    method: Any,
-    rng: np.random.Generator,
-    n_rows: int,
-    spread: float = 0.0,
-) -> np.ndarray:
-    """Responsibilities ``(n, K)`` of the starting partition ``method`` (a name of
-    :data:`~emkit.models.partitions.PARTITIONS` or a partition object)."""
-    partition = starting_partition(method)
-    return partition.responsibilities(features, weights, K, rng, n_rows, spread)
-
-
 @dataclass(frozen=True, eq=False)
 class MixtureParams:
     """Mixing weights ``(K,)`` and the family's parameters of the K components."""
@@ -194,10 +179,10 @@ class FamilyMixture:
 
     # --- initialisation -----------------------------------------------------------------------
     def init(self, data: ArrayData, rng: np.random.Generator) -> MixtureParams:
-        """One M-step on a starting partition (see :func:`starting_responsibilities`) of a
-        sample of at most ``INIT_SAMPLE_ROWS`` rows (``data.sample``): of those with every cell
-        observed, or, if they are too few (under ``max(2K, D + 1)``), of all of them with missing
-        cells at their column's median."""
+        """One M-step on the starting partition ``init_method`` (a partition object of
+        :mod:`~emkit.models.partitions`) of a sample of at most ``INIT_SAMPLE_ROWS`` rows
+        (``data.sample``): of those with every cell observed, or, if they are too few (under
+        ``max(2K, D + 1)``), of all of them with missing cells at their column's median."""
         data = _complete_rows(data.sample(INIT_SAMPLE_ROWS, rng), self.n_components)
         method = self.init_method
         features = self.family.init_features(data.X) if method.uses_features else None
