@@ -1,7 +1,9 @@
 """Shared fixtures of emkit's test suite.
 
-Data generators that more than one test module needs live in ``contract.py`` (importable as a
-plain module, because ``tests/`` has no ``__init__.py``); fixtures wrap them here.
+tests/ mirrors src/emkit (engine/, families/, models/, estimators/, cli/, apps/, datasets/;
+tests of top-level modules at the root).  Data generators that more than one test module needs
+live in ``contract.py``; modules import each other by name (pyproject's pytest ``pythonpath``
+lists every folder, and ``tests/`` has no ``__init__.py``); fixtures wrap them here.
 """
 
 from __future__ import annotations

@@ -73,3 +73,16 @@ def test_no_import_cycle_among_emkit_modules() -> None:
     graph = import_graph()
     assert "emkit.engine.loop" in graph and "emkit.select" in graph
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_the_tests_mirror_the_packages() -> None:
+    """Every folder of tests/ is a package of src/emkit (tests of top-level modules sit at the
+    root), and every test module's name is unique (they import each other by name)."""
+    packages = {p.name for p in (SRC / "emkit").iterdir() if (p / "__init__.py").exists()}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders <= packages, sorted(folders - packages)
+    names = [p.name for p in TESTS.rglob("*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
