@@ -45,9 +45,10 @@ def _shift_rows(logp: np.ndarray, top: np.ndarray, exponents: np.ndarray) -> Non
 
 
 @kernel
-def _scale_rows(E: np.ndarray, weights: np.ndarray, top: np.ndarray, row_ll: np.ndarray) -> None:
+def _scale_rows(E: np.ndarray, weights: np.ndarray, top: np.ndarray, row_ll: np.ndarray) -> int:
     """In place on ``E = exp(logp − t)``: ``E[n] ← w_n·E[n]/Σ_k E[n, k]`` (0 below
-    ``NEGLIGIBLE``) and ``row_ll[n] = log Σ_k E[n, k] + t_n``."""
+    ``NEGLIGIBLE``) and ``row_ll[n] = log Σ_k E[n, k] + t_n``; returns the nonzeros."""
+    nonzero = 0
     for i in range(E.shape[0]):
         total = 0.0
         for k in range(E.shape[1]):
@@ -57,6 +58,8 @@ def _scale_rows(E: np.ndarray, weights: np.ndarray, top: np.ndarray, row_ll: np.
         for k in range(E.shape[1]):
             r = E[i, k] / total
             E[i, k] = r * w if r >= NEGLIGIBLE else 0.0
+            nonzero += E[i, k] != 0.0
+    return nonzero
 
 
 @kernel
@@ -69,9 +72,9 @@ def _log_totals(E: np.ndarray, top: np.ndarray, row_ll: np.ndarray) -> None:
         row_ll[i] = np.log(total) + top[i]
 
 
-def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> None:
+def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> float:
     """In place on float64 ``logp``: ``logp[n] ← w_n·softmax(logp[n])`` and
-    ``row_ll[n] = logsumexp(logp[n])``.
+    ``row_ll[n] = logsumexp(logp[n])``; returns the share of responsibilities not zero.
 
     Three sweeps of a cache-sized chunk: numpy's SIMD ``exp`` between two kernels is about ten
     times faster than a scalar ``exp`` per element inside one.
@@ -79,7 +82,7 @@ def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) ->
     top = np.empty(logp.shape[0])
     _shift_rows(logp, top, logp)
     np.exp(logp, out=logp)
-    _scale_rows(logp, weights, top, row_ll)
+    return _scale_rows(logp, weights, top, row_ll) / max(1, logp.size)
 
 
 def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,3 +184,43 @@ def argmax_rows(a: np.ndarray) -> np.ndarray:
     out = np.empty(a.shape[0], dtype=np.intp)
     _argmax_rows(a, out)
     return out
+
+
+# --- sums over the responsibilities that are not zero ------------------------------------------
+# Responsibilities under NEGLIGIBLE are exactly 0, and once components separate most of them are:
+# a row then adds into one or two components.  The sums below skip the zeros, so they cost
+# O(nonzeros) instead of the O(n·K) of a dense product; ``SPARSE_SHARE`` is the share of
+# nonzeros below which that is faster than BLAS.  Measured for K = D = 16 on one core: at a
+# share of 0.19 (a 16-component start, three nonzeros a row) the diagonal sums take 0.17 ms
+# against BLAS's 0.24 (5461 rows), the full scatter 0.27 against 0.43 + 0.08 for the √r sweep
+# (1489 rows); scattered at random, the nonzeros' branch misses move the break-even to 0.13–0.2.
+SPARSE_SHARE = 0.2
+
+
+@kernel
+def sparse_sums(R: np.ndarray, Z: np.ndarray, M: np.ndarray) -> None:
+    """``M[k] += Σ_n R_nk Z[n]`` over the nonzero ``R_nk`` (``M`` float64, shape (K, P))."""
+    for i in range(R.shape[0]):
+        for k in range(R.shape[1]):
+            r = np.float64(R[i, k])
+            if r != 0.0:
+                for j in range(Z.shape[1]):
+                    M[k, j] += r * Z[i, j]
+
+
+@kernel
+def sparse_block_scatter(R: np.ndarray, Y: np.ndarray, S: np.ndarray) -> None:
+    """``S_k += Σ_n R_nk y_nk y_nkᵀ`` over the nonzero ``R_nk``, for the K blocks ``y_nk`` of
+    ``Y`` (n, K·D); ``S`` float64 (K, D, D).  The whole square, not a triangle: fixed-length
+    inner loops vectorise (the M-step symmetrises the covariances)."""
+    K = R.shape[1]
+    D = Y.shape[1] // K
+    for i in range(R.shape[0]):
+        for k in range(K):
+            r = np.float64(R[i, k])
+            if r != 0.0:
+                base = k * D
+                for a in range(D):
+                    ra = r * Y[i, base + a]
+                    for b in range(D):
+                        S[k, a, b] += ra * Y[i, base + b]

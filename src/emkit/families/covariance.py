@@ -26,11 +26,14 @@ import numpy as np
 
 from emkit._validation import InputError, check_finite, check_positive, real_array
 from emkit.families._mixture_kernels import (
+    SPARSE_SHARE,
     diagonal_design,
     diagonal_log_densities,
     full_log_densities,
     normalize_rows,
     scale_blocks,
+    sparse_block_scatter,
+    sparse_sums,
 )
 from emkit.families.base import floored_counts
 
@@ -308,8 +311,11 @@ def _diagonal_accumulate(X, origin, w, means_c, prec, log_const) -> ChunkStats:
     const = log_const - 0.5 * (np.square(means_c) * prec).sum(axis=1)
     logp = Z @ np.vstack([(means_c * prec).T, -0.5 * prec.T, const[None, :]])
     row_ll = np.empty(n)
-    normalize_rows(logp, w, row_ll)
-    M = logp.T @ Z
+    if normalize_rows(logp, w, row_ll) <= SPARSE_SHARE:
+        M = np.zeros((logp.shape[1], Z.shape[1]))
+        sparse_sums(logp, Z, M)
+    else:
+        M = logp.T @ Z
     return ChunkStats(row_ll, M[:, 2 * D].copy(), M[:, :D], M[:, D : 2 * D])
 
 
@@ -435,13 +441,17 @@ class Full(CovarianceStructure):
         logp = np.empty((n, K))
         full_log_densities(Y, np.asarray(log_const, dtype=np.float64), logp)
         row_ll = np.empty(n)
-        normalize_rows(logp, w, row_ll)
+        share = normalize_rows(logp, w, row_ll)
         R = logp.astype(X.dtype, copy=False)
-        scale_blocks(Y, R)
         nk = R.sum(axis=0, dtype=np.float64)
         sx = (R.T @ Xc).astype(np.float64)
-        Yk = Y.reshape(n, K, D).transpose(1, 0, 2)  # (K, n, D) view
-        scatter = np.matmul(Yk.transpose(0, 2, 1), Yk).astype(np.float64)  # Σ w r y yᵀ
+        if share <= SPARSE_SHARE:  # Σ w r y yᵀ over the nonzero r only
+            scatter = np.zeros((K, D, D))
+            sparse_block_scatter(logp, Y, scatter)
+        else:  # Y_k ← √r Y_k, then Y_kᵀ Y_k for every k in one batched product
+            scale_blocks(Y, R)
+            Yk = Y.reshape(n, K, D).transpose(1, 0, 2)  # (K, n, D) view
+            scatter = np.matmul(Yk.transpose(0, 2, 1), Yk).astype(np.float64)
         second = inv_pc.transpose(0, 2, 1) @ scatter @ inv_pc  # Σ w r (x−μ_k)(x−μ_k)ᵀ
         # about the origin: Σ w r (x−o)(x−o)ᵀ = C + u mᵀ + m uᵀ + n_k m mᵀ, u = s_x − n_k m
         u = sx - nk[:, None] * means_c
