@@ -6,6 +6,7 @@ import math
 import numbers
 from typing import Any
 
+import numba
 import numpy as np
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -123,16 +124,18 @@ def check_X(
     if names is None:  # name the columns after the fitted ones (a plain array at predict)
         fitted = getattr(estimator, "feature_names_in_", None)
         names = None if fitted is None else [str(c) for c in fitted]
-    _reject_overflowing(arr, names)
+    top, nan, inf = _scan(arr) if arr.size else (0.0, False, False)
+    if not inf:  # infinity is named below
+        _reject_overflowing(arr, names, top)
     if allow_nan:  # NaN marks a missing cell; infinity is still an error
-        if np.isinf(arr).any():
+        if inf:
             message = describe_nonfinite(np.where(np.isnan(arr), 0.0, arr), names)
             raise InputError(
                 str(message).split(". Drop")[0] + ". NaN marks a missing value here, but "
                 "infinite values cannot be modelled: replace them by NaN or drop those rows."
             )
         return arr
-    message = describe_nonfinite(arr, names)
+    message = describe_nonfinite(arr, names) if nan or inf else None
     if message:
         raise InputError(
             message + " (emkit.EMImputer fills missing values; emkit.MissingNormal estimates "
@@ -168,14 +171,30 @@ def real_array(value: Any, name: str, shape: tuple[int, ...] | None = None) -> n
     return arr
 
 
-def _reject_overflowing(X: np.ndarray, names: list[str] | None) -> None:
+@numba.njit(nogil=True, cache=True)
+def _scan(X: np.ndarray) -> tuple[float, bool, bool]:
+    """One pass over a 2-D array: (largest finite magnitude, any NaN, any infinity)."""
+    top, nan, inf = 0.0, False, False
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            v = X[i, j]
+            a = abs(v)
+            if a > top:
+                if a == np.inf:
+                    inf = True
+                else:
+                    top = a
+            elif v != v:
+                nan = True
+    return top, nan, inf
+
+
+def _reject_overflowing(X: np.ndarray, names: list[str] | None, top: float) -> None:
     """Refuse magnitudes whose squares (second moments, squared distances) overflow the dtype:
-    the fit would end in a NaN log-likelihood that names nothing."""
-    if X.size == 0:
-        return
+    the fit would end in a NaN log-likelihood that names nothing.  ``top`` is the largest
+    finite magnitude in ``X``."""
     limit = 1e-4 * np.sqrt(np.finfo(X.dtype).max)  # room for sums over many rows
-    top = max(abs(float(np.fmax.reduce(X, axis=None))), abs(float(np.fmin.reduce(X, axis=None))))
-    if not top > limit or not np.isfinite(top):  # NaN only, or infinity (named elsewhere)
+    if not top > limit:
         return
     with np.errstate(invalid="ignore"):
         i, j = np.argwhere(np.abs(X) > limit)[0]

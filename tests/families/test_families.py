@@ -288,7 +288,7 @@ def leaves(params) -> list[np.ndarray]:
 
 
 def test_every_registered_family_has_an_example() -> None:
-    # gaussian_mixture: covered by tests/test_gmmhmm.py (nested parameters)
+    # gaussian_mixture: covered by tests/estimators/test_gmmhmm.py (nested parameters)
     assert set(EXAMPLES) | {"gaussian", "student_t", "gaussian_mixture"} >= set(FAMILIES)
     assert set(EXAMPLES) <= set(FAMILIES)
 

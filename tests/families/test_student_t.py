@@ -485,7 +485,7 @@ def test_student_t_is_robust_to_gross_outliers() -> None:
 
 def test_nan_is_marginalised_and_inf_is_named() -> None:
     X = t_mixture_sample(10, 2, 50, 2)
-    X[7, 1] = np.nan  # a missing cell (tests/test_missing_cells.py checks the marginal)
+    X[7, 1] = np.nan  # a missing cell (tests/families/test_missing_cells.py checks the marginal)
     assert np.isfinite(emkit.MixtureModel("student_t", 2, random_state=0).fit(X).score(X))
     X[7, 1] = np.inf
     with pytest.raises(InputError, match=r"inf.*row.*7|row.*7.*inf"):

@@ -422,7 +422,7 @@ def test_missing_rows_are_marginalised() -> None:
     assert stats.nk.sum() == pytest.approx(80 - len(holes))
     assert stats.trans.sum() == pytest.approx(78)  # transitions through missing rows count
     Xp = X.copy()
-    Xp[3, 1] = np.nan  # a single cell: marginalised by the family (tests/test_missing_cells.py)
+    Xp[3, 1] = np.nan  # a single cell: marginalised by the family (families/test_missing_cells.py)
     assert np.isfinite(est.score(Xp))
 
     class WholeRowsOnly(Gaussian):  # a user's family that cannot marginalise single cells

@@ -1,9 +1,10 @@
 """Fused per-row passes of the mixture E-step (numba; arrays in, arrays out).
 
-Matrix products stay in BLAS; these kernels do the element-wise work that numpy would spread
-over many passes and temporaries: the log-sum-exp normalisation of each row, and for full
-covariances the centring, squaring and re-weighting of the projected rows in one sweep while the
-row is in cache.  They are serial and release the GIL: the engine runs chunks on parallel
+Matrix products stay in BLAS and ``exp`` in numpy (its SIMD loop); these kernels do the
+element-wise work around them that numpy would spread over many passes and temporaries: the
+row shift and scaling of the softmax, the diagonal design ``[x − o, (x − o)², 1]``, the block
+norms and √r weighting of the whitened rows of full covariances, and the sums over nonzero
+responsibilities.  They are serial and release the GIL: the engine runs chunks on parallel
 threads, which beats threading inside small, cache-sized chunks.
 """
 
@@ -139,33 +140,6 @@ def diagonal_design(X: np.ndarray, origin: np.ndarray, Z: np.ndarray) -> None:
             Z[i, d] = x
             Z[i, D + d] = x * x
         Z[i, 2 * D] = 1.0
-
-
-@kernel
-def diagonal_log_densities(
-    X: np.ndarray,
-    origin: np.ndarray,
-    means_t: np.ndarray,
-    prec_t: np.ndarray,
-    const: np.ndarray,
-    logp: np.ndarray,
-) -> None:
-    """``logp[n, k] = const_k − ½ Σ_d ((x_nd − o_d) − μ_kd)² λ_kd`` for diagonal precisions and
-    means about ``o``, in float64 whatever the dtype of ``X``.  ``means_t``, ``prec_t`` are
-    ``(D, K)``: the inner loop runs over components (independent sums, so it vectorises
-    without reassociating any of them)."""
-    n, D = X.shape
-    K = const.shape[0]
-    acc = np.empty(K)
-    for i in range(n):
-        acc[:] = 0.0
-        for d in range(D):
-            x = np.float64(X[i, d]) - origin[d]
-            for k in range(K):
-                t = x - means_t[d, k]
-                acc[k] += t * t * prec_t[d, k]
-        for k in range(K):
-            logp[i, k] = const[k] - 0.5 * acc[k]
 
 
 @kernel

@@ -28,7 +28,6 @@ from emkit._validation import InputError, check_finite, check_positive, real_arr
 from emkit.families._mixture_kernels import (
     SPARSE_SHARE,
     diagonal_design,
-    diagonal_log_densities,
     full_log_densities,
     normalize_rows,
     scale_blocks,
@@ -296,6 +295,16 @@ def _squares_and_values(Xc: np.ndarray) -> np.ndarray:
     return Z
 
 
+def _diagonal_log_joint(X, origin, means_c, prec, log_const) -> tuple[np.ndarray, np.ndarray]:
+    """``(Z, log p)`` in float64: ``Z = [x − o, (x − o)², 1]`` and ``log p = Z·[μΛ; −½Λ; c]``
+    (the E-step's and inference's one product)."""
+    n, D = X.shape
+    Z = np.empty((n, 2 * D + 1))
+    diagonal_design(X, np.asarray(origin, dtype=np.float64), Z)
+    const = log_const - 0.5 * (np.square(means_c) * prec).sum(axis=1)
+    return Z, Z @ np.vstack([(means_c * prec).T, -0.5 * prec.T, const[None, :]])
+
+
 def _diagonal_accumulate(X, origin, w, means_c, prec, log_const) -> ChunkStats:
     """Diagonal precisions ``prec`` (K, D): ``log p = Z·[μΛ; −½Λ; c]`` with ``Z = [x, x², 1]``
     about ``origin``, then the sums ``Rᵀ Z = [s_x, s_xx, n_k]``: one sweep builds ``Z``, two
@@ -306,10 +315,7 @@ def _diagonal_accumulate(X, origin, w, means_c, prec, log_const) -> ChunkStats:
     every input dtype (the data stay float32 in memory; one chunk is converted at a time).
     """
     n, D = X.shape
-    Z = np.empty((n, 2 * D + 1))
-    diagonal_design(X, np.asarray(origin, dtype=np.float64), Z)
-    const = log_const - 0.5 * (np.square(means_c) * prec).sum(axis=1)
-    logp = Z @ np.vstack([(means_c * prec).T, -0.5 * prec.T, const[None, :]])
+    Z, logp = _diagonal_log_joint(X, origin, means_c, prec, log_const)
     row_ll = np.empty(n)
     if normalize_rows(logp, w, row_ll) <= SPARSE_SHARE:
         M = np.zeros((logp.shape[1], Z.shape[1]))
@@ -602,19 +608,12 @@ class Diag(CovarianceStructure):
         return _diagonal_accumulate(X, origin, w, means_c, np.square(pc), log_const)
 
     def log_densities(self, X, origin, means_c, pc, log_const):
-        """One fused sweep of ``Σ_d ((x_d − o_d) − μ_kd)² λ_kd`` (the direct form, float64)."""
+        """The E-step's expanded form (:func:`_diagonal_log_joint`, float64), in the dtype of
+        ``X``: inference scores rows exactly as the fit did."""
         K, D = means_c.shape
         prec = np.broadcast_to(np.square(pc).reshape(K, -1), (K, D))
-        logp = np.empty((X.shape[0], K), dtype=X.dtype)
-        diagonal_log_densities(
-            X,
-            np.asarray(origin, dtype=np.float64),
-            np.ascontiguousarray(means_c.T, dtype=np.float64),
-            np.ascontiguousarray(prec.T, dtype=np.float64),
-            np.asarray(log_const, dtype=np.float64),
-            logp,
-        )
-        return logp
+        _, logp = _diagonal_log_joint(X, origin, means_c, prec, log_const)
+        return logp.astype(X.dtype, copy=False)
 
     def temp_bytes_per_row(self, K, D, itemsize):
         return itemsize * (K + 2 * D)
