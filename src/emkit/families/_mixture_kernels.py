@@ -99,11 +99,9 @@ def log_softmax_rows(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel
-def full_log_densities(
-    Y: np.ndarray, offsets: np.ndarray, const: np.ndarray, logp: np.ndarray
-) -> None:
-    """``logp[n, k] = const_k − ½‖Y_k[n] − offsets_k‖²`` from ``Y = X L`` (n, K·D), summed in
-    float64 whatever the dtype of ``Y``; ``Y`` is left as it is."""
+def full_log_densities(Y: np.ndarray, const: np.ndarray, logp: np.ndarray) -> None:
+    """``logp[n, k] = const_k − ½‖Y_k[n]‖²`` for the K blocks of centred, whitened rows
+    ``Y = [(x − μ_1) L_1, …]`` (n, K·D), summed in float64 whatever the dtype of ``Y``."""
     n = Y.shape[0]
     K = const.shape[0]
     D = Y.shape[1] // K
@@ -112,71 +110,23 @@ def full_log_densities(
             s = 0.0
             base = k * D
             for d in range(D):
-                t = np.float64(Y[i, base + d] - offsets[base + d])
+                t = np.float64(Y[i, base + d])
                 s += t * t
             logp[i, k] = const[k] - 0.5 * s
 
 
-# exp(t) < NEGLIGIBLE below this: the fused sweep neither computes nor adds such terms (a row's
-# total is at least 1, its largest term, so leaving out terms under 1e-30 changes no bit of it)
-SKIP_BELOW = float(np.log(NEGLIGIBLE))
-
-
 @kernel
-def full_rows(
-    Y: np.ndarray,
-    offsets: np.ndarray,
-    const: np.ndarray,
-    weights: np.ndarray,
-    R: np.ndarray,
-    row_ll: np.ndarray,
-) -> int:
-    """One sweep over ``Y = X L`` (n, K·D) for full covariances, in place: per row
-    ``Y_k ← Y_k − μ_k L_k``, ``log p_k = const_k − ½‖Y_k‖²``, ``R[n] = w_n softmax(log p)``
-    (float64, 0 below ``NEGLIGIBLE``), ``row_ll[n] = logsumexp(log p)`` and
-    ``Y_k ← √R_nk · Y_k``, so that ``Y_kᵀ Y_k = Σ_n w_n r_nk y_nk y_nkᵀ``; returns the nonzero
-    responsibilities.
-
-    The row stays in cache for all of it, and ``exp`` runs only for the terms that can count
-    (once components separate, one or two of K)."""
-    n = Y.shape[0]
-    K = const.shape[0]
+def scale_blocks(Y: np.ndarray, R: np.ndarray) -> None:
+    """In place: ``Y_k[n] ← √R_nk · Y_k[n]`` for the K blocks of ``Y`` (n, K·D), so that
+    ``Y_kᵀ Y_k = Σ_n R_nk y_nk y_nkᵀ``."""
+    K = R.shape[1]
     D = Y.shape[1] // K
-    nonzero = 0
-    for i in range(n):
-        top = -np.inf
+    for i in range(Y.shape[0]):
         for k in range(K):
-            s = 0.0
-            base = k * D
-            for d in range(D):
-                y = Y[i, base + d] - offsets[base + d]
-                Y[i, base + d] = y
-                t = np.float64(y)
-                s += t * t
-            v = const[k] - 0.5 * s
-            R[i, k] = v
-            if v > top:
-                top = v
-        if not np.isfinite(top):
-            top = 0.0
-        total = 0.0
-        for k in range(K):
-            t = R[i, k] - top
-            e = np.exp(t) if t >= SKIP_BELOW or not t > -np.inf else 0.0
-            R[i, k] = e
-            total += e
-        row_ll[i] = np.log(total) + top
-        w = weights[i]
-        for k in range(K):
-            r = R[i, k] / total
-            r = r * w if r >= NEGLIGIBLE else 0.0
-            R[i, k] = r
-            nonzero += r != 0.0
-            root = np.sqrt(r)
+            root = np.sqrt(R[i, k])
             base = k * D
             for d in range(D):
                 Y[i, base + d] = Y[i, base + d] * root
-    return nonzero
 
 
 @kernel
@@ -234,17 +184,17 @@ def sparse_sums(R: np.ndarray, Z: np.ndarray, M: np.ndarray) -> None:
 
 @kernel
 def sparse_block_scatter(R: np.ndarray, Y: np.ndarray, S: np.ndarray) -> None:
-    """``S_k += Σ y_nk y_nkᵀ`` over the rows with a nonzero ``R_nk``, for the K blocks
-    ``y_nk`` of ``Y`` (n, K·D) already weighted by ``√R_nk`` (:func:`full_rows`); ``S``
-    float64 (K, D, D).  The whole square, not a triangle: fixed-length inner loops vectorise
-    (the M-step symmetrises the covariances)."""
+    """``S_k += Σ_n R_nk y_nk y_nkᵀ`` over the nonzero ``R_nk``, for the K blocks ``y_nk`` of
+    ``Y`` (n, K·D); ``S`` float64 (K, D, D).  The whole square, not a triangle: fixed-length
+    inner loops vectorise (the M-step symmetrises the covariances)."""
     K = R.shape[1]
     D = Y.shape[1] // K
     for i in range(R.shape[0]):
         for k in range(K):
-            if R[i, k] != 0.0:
+            r = np.float64(R[i, k])
+            if r != 0.0:
                 base = k * D
                 for a in range(D):
-                    ya = np.float64(Y[i, base + a])
+                    ra = r * Y[i, base + a]
                     for b in range(D):
-                        S[k, a, b] += ya * Y[i, base + b]
+                        S[k, a, b] += ra * Y[i, base + b]

@@ -29,8 +29,8 @@ from emkit.families._mixture_kernels import (
     SPARSE_SHARE,
     diagonal_design,
     full_log_densities,
-    full_rows,
     normalize_rows,
+    scale_blocks,
     sparse_block_scatter,
     sparse_sums,
 )
@@ -329,14 +329,18 @@ def _float64(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float64, copy=False)
 
 
-def _whitened(X, origin, means_c, factors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(Xc, Y, offsets)``: ``Xc = X − o``, ``Y = Xc·[L_1 … L_K]`` in the dtype of ``X`` and
-    ``offsets = [(μ_1 − o) L_1, …]``, so that ``Y_k − offsets_k = (x − μ_k) L_k``."""
+def _whitened(X, origin, means_c, factors) -> tuple[np.ndarray, np.ndarray]:
+    """``(X − o, Y)`` with ``Y_k = (x − μ_k) L_k`` for every component in one product, in the
+    dtype of ``X``: ``[X − o, 1]·[L_1 … L_K; −(μ_1 − o) L_1 … ]`` (the centring rides in the
+    product instead of a sweep that rewrites ``Y``)."""
     pc, stacked, _ = factors
     K, D = means_c.shape
-    Xc = X - origin.astype(X.dtype)
-    offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(K * D).astype(X.dtype)
-    return Xc, Xc @ stacked.astype(X.dtype, copy=False), offsets
+    design = np.empty((X.shape[0], D + 1), dtype=X.dtype)
+    np.subtract(X, origin.astype(X.dtype), out=design[:, :D])
+    design[:, D] = 1.0
+    offsets = np.einsum("kd,kde->ke", means_c, pc).reshape(1, K * D)
+    Y = design @ np.vstack([stacked, -offsets]).astype(X.dtype)
+    return design[:, :D], Y
 
 
 class Full(CovarianceStructure):
@@ -423,32 +427,35 @@ class Full(CovarianceStructure):
         return _FullFactors(pc, pc.transpose(1, 0, 2).reshape(D, K * D), np.linalg.inv(pc))
 
     def log_densities(self, X, origin, means_c, factors, log_const):
-        """``Y = Xc·[L_1 … L_K]`` (one product) and one sweep for the log-densities."""
-        Xc, Y, offsets = _whitened(X, origin, means_c, factors)
+        """One product for the centred, whitened rows (:func:`_whitened`) and one sweep for the
+        log-densities."""
+        Xc, Y = _whitened(X, origin, means_c, factors)
         logp = np.empty((X.shape[0], means_c.shape[0]), dtype=X.dtype)
-        full_log_densities(Y, offsets, np.asarray(log_const, dtype=np.float64), logp)
+        full_log_densities(Y, np.asarray(log_const, dtype=np.float64), logp)
         return logp
 
     def accumulate(self, X, origin, w, means_c, factors, log_const):
-        """``Y = Xc·[L_1 … L_K]`` (one product), one sweep for centring, log-densities,
-        responsibilities and √r weighting (:func:`full_rows`), then
+        """One product for the centred, whitened rows (:func:`_whitened`), a sweep for the
+        log-densities, the responsibilities, a sweep for √r weighting, then
         ``S_k = Y_kᵀ Y_k`` mapped back by ``L_k⁻¹``: the second moment about each component
-        mean, so nothing cancels in the working dtype.  ``S_k`` sums only the rows with a
-        nonzero responsibility when they are few.
+        mean, so nothing cancels in the working dtype.
         """
         _, _, inv_pc = factors
         K, D = means_c.shape
         n = X.shape[0]
-        Xc, Y, offsets = _whitened(X, origin, means_c, factors)
-        R64, row_ll = np.empty((n, K)), np.empty(n)
-        nonzero = full_rows(Y, offsets, np.asarray(log_const, dtype=np.float64), w, R64, row_ll)
-        R = R64.astype(X.dtype, copy=False)
-        nk = R64.sum(axis=0)
+        Xc, Y = _whitened(X, origin, means_c, factors)
+        logp = np.empty((n, K))
+        full_log_densities(Y, np.asarray(log_const, dtype=np.float64), logp)
+        row_ll = np.empty(n)
+        share = normalize_rows(logp, w, row_ll)
+        R = logp.astype(X.dtype, copy=False)
+        nk = R.sum(axis=0, dtype=np.float64)
         sx = (R.T @ Xc).astype(np.float64)
-        if nonzero <= SPARSE_SHARE * R.size:
+        if share <= SPARSE_SHARE:  # Σ w r y yᵀ over the nonzero r only
             scatter = np.zeros((K, D, D))
-            sparse_block_scatter(R64, Y, scatter)
-        else:  # Y_kᵀ Y_k for every k in one batched product
+            sparse_block_scatter(logp, Y, scatter)
+        else:  # Y_k ← √r Y_k, then Y_kᵀ Y_k for every k in one batched product
+            scale_blocks(Y, R)
             Yk = Y.reshape(n, K, D).transpose(1, 0, 2)  # (K, n, D) view
             scatter = np.matmul(Yk.transpose(0, 2, 1), Yk).astype(np.float64)
         second = inv_pc.transpose(0, 2, 1) @ scatter @ inv_pc  # Σ w r (x−μ_k)(x−μ_k)ᵀ
