@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from emkit._validation import InputError, check_finite, real_array
+from emkit.families._mixture_kernels import normalize_rows
 from emkit.families.base import (
     Family,
     check_origin,
@@ -41,8 +42,10 @@ from emkit.families.covariance import (
     start_centres,
 )
 from emkit.families.missing_cells import (
+    add_pattern_sums,
     conditional_sums,
     full_covariances,
+    gaussian_patterns,
     incomplete_rows,
     pattern_log_prob,
 )
@@ -172,12 +175,45 @@ class Gaussian(Family):
             return chunk.row_ll, chunk.nk, (chunk.sx, chunk.sxx, mass)
         params = prepared.params
         try:
+            incomplete = incomplete_rows(X)
+            if incomplete is not None:
+                return self._incomplete_chunk(prepared, log_weights, X, w, incomplete)
             return super().mixture_chunk(prepared, log_weights, X, w)
         except CovarianceError:  # an infeasible (extrapolated) point: the engine rejects it
             K, D = params.means.shape
             shape = self.covariance.second_moment_shape(K, D)
             empty = (np.zeros((K, D)), np.zeros(shape), np.zeros((K, D)))
             return np.full(X.shape[0], -np.inf), np.zeros(K), empty
+
+    def _incomplete_chunk(
+        self,
+        prepared: PreparedGaussian,
+        log_weights: np.ndarray,
+        X: np.ndarray,
+        w: np.ndarray,
+        incomplete: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """A chunk with NaN cells: each missingness pattern's conditional normals are formed
+        once and serve both the densities of its observed cells and its sums (``x̂``, ``C``)."""
+        params, centres = prepared.params, prepared.centres
+        K = params.n_components
+        logp = np.empty((X.shape[0], K))
+        complete = ~incomplete
+        if complete.any():
+            logp[complete] = self._log_prob_complete(prepared, X[complete]) + log_weights
+        rows = np.flatnonzero(incomplete)
+        covs = self._full_covariances(params)
+        patterns = list(gaussian_patterns(log_weights, params.means, covs, X[rows]))
+        for pat in patterns:
+            logp[rows[pat.rows]] = pat.logp
+        row_ll = np.empty(X.shape[0])
+        normalize_rows(logp, w, row_ll)  # logp becomes R = w·r
+        R = logp
+        sx, second = moments_about(self.covariance, X[complete], R[complete], centres)
+        for pat in patterns:
+            add_pattern_sums(self.covariance, pat, R[rows[pat.rows]], centres, sx, second)
+        nk = R.sum(axis=0)
+        return row_ll, nk, (sx, second, nk[:, None] * centres)
 
     def _fused_arguments(
         self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray
