@@ -37,46 +37,30 @@ def fit(
     if int(n_init) != n_init or n_init < 1:
         raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
     check_short_runs(short_runs, short_iter)
-    with blas_on_one_thread(config.threads):
-        return _best_run(
-            model, data, config, rng, n_init, init_params, callback, short_runs, short_iter
-        )
-
-
-def _best_run(
-    model: Model,
-    data: Any,
-    config: EMConfig,
-    rng: np.random.Generator,
-    n_init: int,
-    init_params: Any,
-    callback: ProgressCallback | None,
-    short_runs: int,
-    short_iter: int,
-) -> FitResult:
-    best: FitResult | None = None
-    objectives = []
-    best_index = 0
-    for i in range(int(n_init)):
-        extra = 0
-        if i == 0 and init_params is not None:
-            start = init_params
-        elif short_runs > 0:
-            shorts = best_of_short_runs(
-                model, data, config, rng=rng, n_runs=short_runs, max_iter=short_iter
-            )
-            start, extra = shorts.params, shorts.n_estep
-        else:
-            start = model.init(data, rng)
-        try:
-            result = run_em(model, data, start, config, callback, restart=(i, int(n_init)))
-        except NumericalError as exc:
-            exc.from_start = i == 0 and init_params is not None and exc.n_iter == 0
-            raise
-        if extra:
-            result = replace(result, n_estep=result.n_estep + extra)
-        objectives.append(result.objective)
-        if best is None or result.objective > best.objective:
-            best, best_index = result, i
-    assert best is not None
-    return replace(best, restart_objectives=tuple(objectives), best_restart=best_index)
+    with blas_on_one_thread(config.threads):  # the backend's threads are the parallelism
+        best: FitResult | None = None
+        objectives = []
+        best_index = 0
+        for i in range(int(n_init)):
+            extra = 0
+            if i == 0 and init_params is not None:
+                start = init_params
+            elif short_runs > 0:
+                shorts = best_of_short_runs(
+                    model, data, config, rng=rng, n_runs=short_runs, max_iter=short_iter
+                )
+                start, extra = shorts.params, shorts.n_estep
+            else:
+                start = model.init(data, rng)
+            try:
+                result = run_em(model, data, start, config, callback, restart=(i, int(n_init)))
+            except NumericalError as exc:
+                exc.from_start = i == 0 and init_params is not None and exc.n_iter == 0
+                raise
+            if extra:
+                result = replace(result, n_estep=result.n_estep + extra)
+            objectives.append(result.objective)
+            if best is None or result.objective > best.objective:
+                best, best_index = result, i
+        assert best is not None
+        return replace(best, restart_objectives=tuple(objectives), best_restart=best_index)

@@ -604,14 +604,18 @@ class Diag(CovarianceStructure):
         d = int(np.argmax(cov[k]))
         return float(cov[k, d]), np.eye(D)[d]
 
+    def _precisions(self, pc: np.ndarray, D: int) -> np.ndarray:
+        """The ``(K, D)`` diagonal precisions of the factors ``pc``."""
+        return np.square(pc)
+
     def accumulate(self, X, origin, w, means_c, pc, log_const):
-        return _diagonal_accumulate(X, origin, w, means_c, np.square(pc), log_const)
+        prec = self._precisions(pc, X.shape[1])
+        return _diagonal_accumulate(X, origin, w, means_c, prec, log_const)
 
     def log_densities(self, X, origin, means_c, pc, log_const):
         """The E-step's expanded form (:func:`_diagonal_log_joint`, float64), in the dtype of
         ``X``: inference scores rows exactly as the fit did."""
-        K, D = means_c.shape
-        prec = np.broadcast_to(np.square(pc).reshape(K, -1), (K, D))
+        prec = self._precisions(pc, X.shape[1])
         _, logp = _diagonal_log_joint(X, origin, means_c, prec, log_const)
         return logp.astype(X.dtype, copy=False)
 
@@ -670,10 +674,8 @@ class Spherical(Diag):
     def as_full(self, cov, K, D):
         return cov[:, None, None] * np.eye(D)
 
-    def accumulate(self, X, origin, w, means_c, pc, log_const):
-        D = X.shape[1]
-        prec = np.repeat(np.square(pc)[:, None], D, axis=1)
-        return _diagonal_accumulate(X, origin, w, means_c, prec, log_const)
+    def _precisions(self, pc: np.ndarray, D: int) -> np.ndarray:
+        return np.repeat(np.square(pc)[:, None], D, axis=1)
 
 
 class GroupTied(CovarianceStructure):

@@ -47,7 +47,6 @@ from emkit.families.missing_cells import (
     full_covariances,
     gaussian_patterns,
     incomplete_rows,
-    pattern_log_prob,
 )
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -167,15 +166,14 @@ class Gaussian(Family):
         """Complete rows about one shared origin: the structure's fused, BLAS-3 E-step in the
         dtype of ``X`` (densities, responsibilities and sums in one pass); otherwise (far-apart
         components, NaN cells) the generic pass in float64."""
-        fused = self._fused_arguments(prepared, log_weights, X)
-        if fused is not None:
-            X, origin, means_c, factors, log_const = fused
+        incomplete = incomplete_rows(X)
+        if incomplete is None and prepared.shared:
+            _, origin, means_c, factors, log_const = self._fused_arguments(prepared, log_weights, X)
             chunk = self.covariance.accumulate(X, origin, w, means_c, factors, log_const)
             mass = chunk.nk[:, None] * prepared.centres
             return chunk.row_ll, chunk.nk, (chunk.sx, chunk.sxx, mass)
         params = prepared.params
         try:
-            incomplete = incomplete_rows(X)
             if incomplete is not None:
                 return self._incomplete_chunk(prepared, log_weights, X, w, incomplete)
             return super().mixture_chunk(prepared, log_weights, X, w)
@@ -195,20 +193,11 @@ class Gaussian(Family):
     ) -> tuple[np.ndarray, np.ndarray, tuple]:
         """A chunk with NaN cells: each missingness pattern's conditional normals are formed
         once and serve both the densities of its observed cells and its sums (``x̂``, ``C``)."""
-        params, centres = prepared.params, prepared.centres
-        K = params.n_components
-        logp = np.empty((X.shape[0], K))
-        complete = ~incomplete
-        if complete.any():
-            logp[complete] = self._log_prob_complete(prepared, X[complete]) + log_weights
-        rows = np.flatnonzero(incomplete)
-        covs = self._full_covariances(params)
-        patterns = list(gaussian_patterns(log_weights, params.means, covs, X[rows]))
-        for pat in patterns:
-            logp[rows[pat.rows]] = pat.logp
+        centres = prepared.centres
+        logp, rows, patterns = self._log_prob_by_pattern(prepared, X, incomplete, log_weights)
         row_ll = np.empty(X.shape[0])
         normalize_rows(logp, w, row_ll)  # logp becomes R = w·r
-        R = logp
+        R, complete = logp, ~incomplete
         sx, second = moments_about(self.covariance, X[complete], R[complete], centres)
         for pat in patterns:
             add_pattern_sums(self.covariance, pat, R[rows[pat.rows]], centres, sx, second)
@@ -217,12 +206,10 @@ class Gaussian(Family):
 
     def _fused_arguments(
         self, prepared: PreparedGaussian, log_weights: np.ndarray, X: np.ndarray
-    ) -> tuple | None:
+    ) -> tuple:
         """``(X, o, μ − o, factors, log π + ½ log det Λ − (D/2) log 2π)`` for the structure's
-        fused products when the rows are complete and one origin ``o`` serves every component;
-        else None (the general pass)."""
-        if not prepared.shared or incomplete_rows(X) is not None:
-            return None
+        fused products; for complete rows when one origin ``o`` serves every component
+        (``prepared.shared``)."""
         params, origin = prepared.params, prepared.centres[0]
         log_const = log_weights + prepared.log_det - 0.5 * params.n_features * LOG_2PI
         return X, origin, params.means - origin, prepared.factors, log_const
@@ -232,9 +219,8 @@ class Gaussian(Family):
     ) -> np.ndarray:
         """``log π_k + log N(x_n | μ_k, Σ_k)`` in the dtype of ``X``: complete rows about one
         shared origin through the structure's fused ``log_densities``."""
-        fused = self._fused_arguments(prepared, log_weights, X)
-        if fused is not None:
-            return self.covariance.log_densities(*fused)
+        if prepared.shared and incomplete_rows(X) is None:
+            return self.covariance.log_densities(*self._fused_arguments(prepared, log_weights, X))
         return super().mixture_log_joint(prepared, log_weights, X).astype(X.dtype, copy=False)
 
     def init_features(self, X: np.ndarray) -> np.ndarray:
@@ -250,14 +236,30 @@ class Gaussian(Family):
         incomplete = incomplete_rows(X)
         if incomplete is None:
             return self._log_prob_complete(prepared, X)
-        out = np.empty((X.shape[0], params.n_components))
+        zeros = np.zeros(params.n_components)
+        return self._log_prob_by_pattern(prepared, X, incomplete, zeros)[0]
+
+    def _log_prob_by_pattern(
+        self,
+        prepared: PreparedGaussian,
+        X: np.ndarray,
+        incomplete: np.ndarray,
+        log_weights: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, list]:
+        """``(log π_k + log N, rows, patterns)``: float64 ``(n, K)`` joint log-densities of
+        the observed cells, the indices of the rows with NaN and their missingness patterns
+        (:func:`gaussian_patterns`, over those rows), whose conditionals the sums reuse."""
+        params = prepared.params
+        logp = np.empty((X.shape[0], params.n_components))
         complete = ~incomplete
         if complete.any():
-            out[complete] = self._log_prob_complete(prepared, X[complete])
-        zeros = np.zeros(params.n_components)
+            logp[complete] = self._log_prob_complete(prepared, X[complete]) + log_weights
+        rows = np.flatnonzero(incomplete)
         covs = self._full_covariances(params)
-        out[incomplete] = pattern_log_prob(zeros, params.means, covs, X[incomplete])
-        return out
+        patterns = list(gaussian_patterns(log_weights, params.means, covs, X[rows]))
+        for pat in patterns:
+            logp[rows[pat.rows]] = pat.logp
+        return logp, rows, patterns
 
     def _log_prob_complete(self, prepared: PreparedGaussian, X: np.ndarray) -> np.ndarray:
         params = prepared.params

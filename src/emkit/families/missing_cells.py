@@ -13,7 +13,7 @@ Independent-column families need the cell's expectation under the component alon
 :func:`missing_weights` give each of them the pieces in two lines, :func:`observed_sum` the
 constant terms of the observed cells.  Gaussians with correlated
 columns need the conditional normal of the missing block given the observed one, per
-missingness pattern: :func:`gaussian_patterns`, :func:`pattern_log_prob` and
+missingness pattern: :func:`gaussian_patterns`, :func:`add_pattern_sums` and
 :func:`conditional_sums`, shared with the Gaussian mixture with missing values.
 """
 
@@ -180,17 +180,6 @@ def gaussian_patterns(
                 c = cov[np.ix_(miss, miss)] - cov[np.ix_(miss, obs)] @ B
                 cond[k] = 0.5 * (c + c.T)
         yield GaussianPattern(rows, obs, miss, logp, xhat, cond, delta, log_det)
-
-
-def pattern_log_prob(
-    log_weights: np.ndarray, means: np.ndarray, covs: np.ndarray, X: np.ndarray
-) -> np.ndarray:
-    """``log π_k + log N(x_o | μ_k,o, Σ_k,oo)`` of every row on its observed cells, (n, K)."""
-    X = np.asarray(X, dtype=np.float64)
-    out = np.empty((X.shape[0], means.shape[0]))
-    for pat in gaussian_patterns(log_weights, means, covs, X):
-        out[pat.rows] = pat.logp
-    return out
 
 
 def add_pattern_sums(
