@@ -26,7 +26,8 @@ import numpy as np
 from emkit.engine.protocol import INIT_SAMPLE_ROWS, ArrayData, Batch
 from emkit.engine.stats import Stats, row_set, unique_rows
 from emkit.families._mixture_kernels import log_softmax_rows
-from emkit.families.covariance import CovarianceError, _upper_to_vector, _vector_to_upper
+from emkit.families.covariance import CovarianceError
+from emkit.families.covariance.structure import _upper_to_vector, _vector_to_upper
 from emkit.families.missing_cells import (
     cholesky,
     gaussian_patterns,
