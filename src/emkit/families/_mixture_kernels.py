@@ -46,14 +46,21 @@ def _shift_rows(logp: np.ndarray, top: np.ndarray, exponents: np.ndarray) -> Non
 
 
 @kernel
+def _row_total(E: np.ndarray, i: int) -> float:
+    """``Σ_k E[i, k]`` in float64."""
+    total = 0.0
+    for k in range(E.shape[1]):
+        total += E[i, k]
+    return total
+
+
+@kernel
 def _scale_rows(E: np.ndarray, weights: np.ndarray, top: np.ndarray, row_ll: np.ndarray) -> int:
     """In place on ``E = exp(logp − t)``: ``E[n] ← w_n·E[n]/Σ_k E[n, k]`` (0 below
     ``NEGLIGIBLE``) and ``row_ll[n] = log Σ_k E[n, k] + t_n``; returns the nonzeros."""
     nonzero = 0
     for i in range(E.shape[0]):
-        total = 0.0
-        for k in range(E.shape[1]):
-            total += E[i, k]
+        total = _row_total(E, i)
         row_ll[i] = np.log(total) + top[i]
         w = weights[i]
         for k in range(E.shape[1]):
@@ -67,10 +74,7 @@ def _scale_rows(E: np.ndarray, weights: np.ndarray, top: np.ndarray, row_ll: np.
 def _log_totals(E: np.ndarray, top: np.ndarray, row_ll: np.ndarray) -> None:
     """``row_ll[n] = log Σ_k E[n, k] + t_n`` (the sum in float64)."""
     for i in range(E.shape[0]):
-        total = 0.0
-        for k in range(E.shape[1]):
-            total += E[i, k]
-        row_ll[i] = np.log(total) + top[i]
+        row_ll[i] = np.log(_row_total(E, i)) + top[i]
 
 
 def normalize_rows(logp: np.ndarray, weights: np.ndarray, row_ll: np.ndarray) -> float:
