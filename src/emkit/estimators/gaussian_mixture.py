@@ -29,6 +29,7 @@ from emkit.estimators._mixture import MixtureInference
 from emkit.estimators.missing import check_incomplete
 from emkit.families.covariance import CovarianceStructure, covariance_structure
 from emkit.families.gaussian import Gaussian, GaussianParams
+from emkit.families.missing_cells import incomplete_rows
 from emkit.models.learn import MixtureLearn
 from emkit.models.mixture import MIXTURE_INITS, FamilyMixture, MixtureParams
 
@@ -173,7 +174,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         """The mixture of the Gaussian family, its sums about the weighted column means of the
         observed cells (data with NaN are marginalised per pattern; complete chunks still take
         the fused path)."""
-        incomplete = bool(np.isnan(X).any())
+        incomplete = incomplete_rows(X) is not None  # one reduction when there is no NaN
         origin = weighted_column_mean(np.nan_to_num(X) if incomplete else X, w)
         if incomplete:
             observed = (~np.isnan(X) * w[:, None]).sum(axis=0)
