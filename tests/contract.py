@@ -23,8 +23,9 @@ follow :class:`emkit.estimators._base.EMEstimator` (``warm_start``, ``n_init``, 
 ``tol``, ``random_state``; fitted ``history_``, ``lower_bound_``, ``restart_objectives_``) as far
 as the case declares the capabilities.
 
-Items 5 (Dask backend) and 6 (online EM) of the design's list join when those engine features
-exist (the capabilities ``dask`` and ``online`` wait in :data:`NOT_YET` until then).
+Item 6 (online EM: the whole data as the batch at step 1 is batch EM) runs for every case with
+the ``online`` capability; item 5 (Dask backend, out-of-core source) joins when that engine
+feature exists (the capability ``dask`` waits in :data:`NOT_YET` until then).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import emkit
 from emkit.engine import EMConfig, Stats, expected_stats, fit, run_em
+from emkit.engine.online import OnlineState, StepSizes, run_online
 from emkit.io import ModelFileError
 
 # --------------------------------------------------------------------------------------------------
@@ -105,12 +107,13 @@ CAPABILITIES: dict[str, str] = {
     "sklearn_checks": "the module gives the case's estimator to scikit-learn's check_estimator "
     "(estimators_for_checks)",
     "online": "online (stepwise) EM with the full batch and step 1 equals batch EM (item 6)",
-    "dask": "the Dask backend and the out-of-core source equal the in-memory fit (item 5)",
+    "out_of_core": "a fit from a Parquet dataset or a CSV file read a piece at a time equals "
+    "the fit of the same rows in memory (item 5)",
+    "dask": "the Dask backend equals the in-memory fit (item 5)",
 }
 # capabilities the engine does not offer yet: no case may have them, every case lacks them
 NOT_YET: dict[str, str] = {
-    "online": "the engine has no online (stepwise) EM yet",
-    "dask": "the engine has no Dask backend or out-of-core data source yet",
+    "dask": "the engine has no Dask backend yet",
 }
 DEFAULT_CAPABILITIES = frozenset(CAPABILITIES) - frozenset(NOT_YET)
 
@@ -284,6 +287,29 @@ def _quiet(func: Callable[[], Any]) -> Any:
 
 def _fit(estimator: Any, X: Any) -> Any:
     return _quiet(lambda: estimator.fit(X))
+
+
+def write_parquet_parts(X: np.ndarray, folder: Path, n_files: int, row_group_rows: int) -> Path:
+    """``X`` as ``n_files`` Parquet part files (columns ``x0``, ``x1``, …) of small row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    for i, part in enumerate(np.array_split(X, n_files)):
+        table = pa.table({f"x{j}": part[:, j] for j in range(X.shape[1])})
+        pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=row_group_rows)
+    return folder
+
+
+def _n_rows(X: Any) -> int:
+    return int(X.shape[0]) if hasattr(X, "shape") else len(X)
+
+
+def _row_parts(X: Any, parts: Sequence[np.ndarray]) -> list[Any]:
+    """The rows of ``X`` (an array or a DataFrame) in consecutive parts."""
+    if hasattr(X, "iloc"):
+        return [X.iloc[p] for p in parts]
+    return [X[p] for p in parts]
 
 
 def _n_units(data: Any) -> int:
@@ -560,6 +586,78 @@ class EMContract:
             again = expected_stats(problem.model, result.params, problem.data, max_rows=10**9)
             assert again.loglik == pytest.approx(result.loglik, rel=case.stats_rtol * 100)
             assert result.history[-1] == pytest.approx(result.mean_objective, rel=1e-15)
+
+    # (5) out of core: a Parquet dataset (or a CSV file) read piece by piece equals memory ----
+    @requires("out_of_core")
+    def test_out_of_core_parquet_and_csv_equal_in_memory(
+        self, case: ContractCase, tmp_path: Path
+    ) -> None:
+        X = np.asarray(case.estimator_data(14), dtype=np.float64)
+        folder = write_parquet_parts(X, tmp_path / "parts", n_files=2, row_group_rows=37)
+        csv = tmp_path / "rows.csv"
+        header = ",".join(f"x{j}" for j in range(X.shape[1]))
+        np.savetxt(csv, X, delimiter=",", header=header, comments="", fmt="%.17g")
+        csv.write_text(csv.read_text().replace("nan", ""))  # an empty cell is missing
+
+        def fitted(data: Any) -> Any:
+            return _fit(case.estimator(max_iter=8, tol=0.0, random_state=5), data)
+
+        in_memory = fitted(X)
+        for source in (emkit.ParquetData(folder), emkit.CSVData(csv)):
+            from_disk = fitted(source)  # (n_iter_ may differ where the fit converges exactly)
+            assert_params_close(
+                case.fitted_params(from_disk), case.fitted_params(in_memory), 1e-9, 1e-11
+            )
+            assert list(from_disk.feature_names_in_) == header.split(",")
+
+    # (6) online EM: the whole data as the batch, step 1, equals batch EM ---------------------
+    @requires("online")
+    def test_online_full_batch_step_one_equals_batch_em_engine(self, case: ContractCase) -> None:
+        problem = case.problem(11)
+        config = EMConfig(max_iter=3, tol=0.0, stopping="none")
+        batch = run_em(problem.model, problem.data, problem.params, config)
+        state, _ = run_online(
+            problem.model,
+            OnlineState(problem.params),
+            [problem.data] * 3,
+            config,
+            StepSizes(t0=0.0, kappa=0.0),
+            scale=float(np.sum(problem.data.weights)),
+        )
+        assert state.steps == 3
+        again = expected_stats(problem.model, state.params, problem.data, max_rows=10**9)
+        assert_stats_allclose(again, batch.stats, case.stats_rtol, case.stats_atol)
+
+    @requires("online")
+    def test_online_full_batch_step_one_equals_batch_em(self, case: ContractCase) -> None:
+        X = case.estimator_data(12)
+        n = _n_rows(X)
+        batch = _fit(case.estimator(max_iter=3, tol=0.0, random_state=5), X)
+        assert batch.n_iter_ == 3
+        stepwise = case.estimator(random_state=5)
+        for _ in range(3):
+            _quiet(lambda: stepwise.partial_fit(X, t0=0.0, kappa=0.0, n_rows=n))
+        streamed = _quiet(
+            lambda: case.estimator(random_state=5).fit_stream([X] * 3, t0=0.0, kappa=0.0, n_rows=n)
+        )
+        for online in (stepwise, streamed):
+            assert online.n_iter_ == 3
+            assert_params_close(
+                case.fitted_params(online), case.fitted_params(batch), case.warm_rtol,
+                case.warm_atol,
+            )
+
+    @requires("online")
+    def test_online_stream_learns_from_every_batch(self, case: ContractCase) -> None:
+        X = case.estimator_data(13)
+        parts = np.array_split(np.arange(_n_rows(X)), 4)
+        online = _quiet(lambda: case.estimator(random_state=5).fit_stream(
+            _row_parts(X, parts)
+        ))
+        assert online.n_iter_ == 4
+        assert all(np.all(np.isfinite(a)) for a in case.fitted_params(online).values())
+        if hasattr(online, "history_"):  # the batches' mean log-likelihoods, one per step
+            assert online.history_.shape == (4,) and np.all(np.isfinite(online.history_))
 
     # (7) SQUAREM: the same fixed point as plain EM in fewer E-steps ----------------------------
     @requires("squarem")

@@ -1,5 +1,6 @@
 """emkit: latent-variable models fitted by Expectation-Maximization, one engine for all."""
 
+from emkit.engine.sources import CSVData, DataSourceError, ParquetData
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.hmm import (
     GMMHMM,
@@ -22,7 +23,9 @@ __version__ = "0.1.0"
 __all__ = [
     "GMMHMM",
     "HMM",
+    "CSVData",
     "CategoricalHMM",
+    "DataSourceError",
     "EMImputer",
     "GaussianHMM",
     "GaussianMixture",
@@ -31,6 +34,7 @@ __all__ = [
     "MissingNormal",
     "MixtureModel",
     "MultinomialHMM",
+    "ParquetData",
     "PoissonHMM",
     "Pooled",
     "__version__",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from emkit import EMImputer, pool
+from emkit import EMImputer, MissingNormal, pool
 from emkit.engine import ArrayData, Batch
 from emkit.families.base import Family
 from emkit.families.gaussian import Gaussian
@@ -38,6 +38,26 @@ def test_normal_fill_is_the_regression_on_observed_cells() -> None:
     expected = mu[1] + S[1, 0] / S[0, 0] * (X[12:, 0] - mu[0])
     np.testing.assert_allclose(filled[12:, 1], expected, rtol=1e-10)
     np.testing.assert_array_equal(filled[:12], X[:12])
+
+
+def test_normal_partial_fit_is_missing_normals_online_em() -> None:
+    """Three online steps on the whole data at step 1 are three plain EM steps of the model the
+    imputer fills from (the registry's online item cannot compare with the imputer's SQUAREM
+    fit)."""
+    _, Xm = correlated(4, n=200)
+    imp = EMImputer(random_state=1)
+    for _ in range(3):
+        imp.partial_fit(Xm, t0=0.0, kappa=0.0, n_rows=200)
+    seed = np.random.RandomState(1).randint(np.iinfo(np.int32).max)  # the imputer's model's
+    plain = MissingNormal(
+        reg_covar=imp.reg_covar, accelerate="none", max_iter=3, tol=0.0, random_state=seed
+    ).fit(Xm)
+    assert imp.n_iter_ == 3
+    np.testing.assert_allclose(imp.mean_, plain.mean_, rtol=1e-12)
+    np.testing.assert_allclose(imp.covariance_, plain.covariance_, rtol=1e-12)
+    streamed = EMImputer(random_state=1).fit_stream([Xm] * 3, t0=0.0, kappa=0.0, n_rows=200)
+    np.testing.assert_allclose(streamed.covariance_, plain.covariance_, rtol=1e-12)
+    np.testing.assert_array_equal(imp.transform(Xm), streamed.transform(Xm))
 
 
 @pytest.mark.parametrize("model", ["normal", "gmm"])

@@ -171,6 +171,9 @@ class SequenceData:
         within[0] = True
         return self.subset(np.sort(order[within]))
 
+    def pieces(self) -> Iterator[SequenceData]:
+        yield self
+
     def batches(self, max_rows: int) -> Iterator[SequenceBatch]:
         """Consecutive whole sequences, at most ``max_rows`` rows per batch unless one sequence
         alone is longer (then it is a batch of its own)."""

@@ -113,16 +113,15 @@ def chunk_rows(model: Model, params: Any, config: EMConfig) -> int:
 
 def expected_stats(model: Model, params: Any, data: Any, max_rows: int, n_jobs: int = 1) -> Stats:
     """One full E-step: ``model.prepare(params)`` once, then the sum of the batch statistics
-    (memory bounded by ``max_rows``).
+    (memory bounded by ``max_rows``), piece by piece (``data.pieces()``: the whole data when
+    in memory, one part at a time from disk).
 
-    The batches run on the backend (:class:`~emkit.engine.backend.LocalThreads`: contiguous
-    runs on ``n_jobs`` threads) and the runs' sums are added in order: the result is
-    deterministic for a given ``n_jobs``.
+    A piece's batches run on the backend (:class:`~emkit.engine.backend.LocalThreads`:
+    contiguous runs on ``n_jobs`` threads) and the runs' sums, then the pieces' sums, are
+    added in order: the result is deterministic for a given ``n_jobs``.
     """
-    batches = list(data.batches(max_rows))
-    if not batches:
-        raise ValueError("the data set has no rows")
     prepared = model.prepare(params)
+    backend = LocalThreads(int(n_jobs))
 
     def summed(run: Sequence) -> Stats:
         total = model.e_step(prepared, run[0])
@@ -130,10 +129,15 @@ def expected_stats(model: Model, params: Any, data: Any, max_rows: int, n_jobs: 
             total = total + model.e_step(prepared, batch)
         return total
 
-    parts = LocalThreads(int(n_jobs)).map_runs(summed, batches)
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
+    total: Stats | None = None
+    for piece in data.pieces():
+        batches = list(piece.batches(max_rows))
+        if not batches:
+            continue
+        for part in backend.map_runs(summed, batches):
+            total = part if total is None else total + part
+    if total is None:
+        raise ValueError("the data set has no rows")
     return total
 
 

@@ -61,14 +61,18 @@ class Flattenable(Protocol[P]):
 class DataSource(Protocol):
     """Where the engine reads rows: batches for the E-step and a bounded sample for ``init``.
 
-    ``batches(max_rows)`` yields every row once, in order, at most ``max_rows`` per batch (a
-    source of whole sequences may exceed it by one sequence); ``sample(max_rows, rng)`` is a
-    source of at most ``max_rows`` rows drawn without replacement (the source itself when it is
-    that small), so no ``init`` reads more than that.
+    ``pieces()`` yields in-memory parts of the data, in order, that together hold every row once
+    (an in-memory source is one piece; an out-of-core one reads a piece at a time,
+    :mod:`emkit.engine.sources`); ``batches(max_rows)`` yields every row once, in order, at most
+    ``max_rows`` per batch (a source of whole sequences may exceed it by one sequence);
+    ``sample(max_rows, rng)`` is a source of at most ``max_rows`` rows drawn without
+    replacement (the source itself when it is that small), so no ``init`` reads more than that.
     """
 
     @property
     def n_rows(self) -> int: ...
+
+    def pieces(self) -> Iterator[Any]: ...
 
     def batches(self, max_rows: int) -> Iterator[Any]: ...
 
@@ -130,6 +134,9 @@ class ArrayData:
         """The rows ``rows`` (an index array or a boolean mask) as a new data set."""
         y = None if self.y is None else self.y[rows]
         return ArrayData(self.X[rows], self.weights[rows], y)
+
+    def pieces(self) -> Iterator[ArrayData]:
+        yield self
 
     def batches(self, max_rows: int) -> Iterator[Batch]:
         n = self.n_rows

@@ -13,6 +13,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import InputError, check_finite, real_array
 from emkit.engine import EMConfig, FitResult, NumericalError, Progress, ProgressCallback, fit
+from emkit.engine.protocol import INIT_SAMPLE_ROWS
+from emkit.engine.sources import CheckedSource, is_table_source
+from emkit.estimators._online import OnlineFitting
 
 
 class SavedEstimator:
@@ -106,7 +109,7 @@ def _check_fit_record(estimator: Any) -> None:
             raise InputError(f"best_restart_ is {best}, but there are {len(runs)} restarts")
 
 
-class EMEstimator(SavedEstimator, BaseEstimator):
+class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
     """Base of the scikit-learn shells: subclasses build a model and convert parameters.
 
     Subclasses implement ``_build_model(X, w)``, ``_start_params(model, data, rng)`` (a user start
@@ -131,8 +134,7 @@ class EMEstimator(SavedEstimator, BaseEstimator):
         self, model: Any, data: Any, callback: ProgressCallback | None = None
     ) -> FitResult:
         config = self._config()
-        random_state = check_random_state(self.random_state)
-        rng = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+        rng = self._rng()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         if warm:
             start, n_init = self._get_fitted_params(), 1
@@ -168,6 +170,8 @@ class EMEstimator(SavedEstimator, BaseEstimator):
                 "data, or leave them out"
             ) from None
         self._set_fitted(result.params)
+        if isinstance(data, CheckedSource):  # the table's column names
+            self.feature_names_in_ = np.asarray(data.source.columns, dtype=object)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
         self.n_estep_ = int(result.n_estep)
@@ -176,6 +180,8 @@ class EMEstimator(SavedEstimator, BaseEstimator):
         # per unit weight, as lower_bound_ and history_ (every start sees the same data)
         self.restart_objectives_ = np.asarray(result.restart_objectives) / result.stats.weight
         self.best_restart_ = int(result.best_restart)
+        self._set_final_stats(result.stats)
+        self.__dict__.pop("_online_fit", None)  # a new fit: partial_fit starts a new average
         if not result.converged and config.max_iter > 0 and config.monitor.stops_early:
             warnings.warn(
                 f"EM did not converge in max_iter={config.max_iter} iterations (last change of "
@@ -185,6 +191,53 @@ class EMEstimator(SavedEstimator, BaseEstimator):
                 stacklevel=3,
             )
         return result
+
+    def _fit_inputs(self, X: Any, *, reset: bool, model: Any = None, **arguments: Any) -> Any:
+        """``(model, data)`` for a fit on ``X`` (``arguments``: ``sample_weight``, ``lengths``,
+        …), by the checks ``fit`` makes: ``reset`` forgets the fitted columns (a new fit) and
+        keeps them otherwise (a warm start, an online step); with ``model`` given only the data
+        are checked and encoded, for that model."""
+        raise NotImplementedError
+
+    # why ``fit`` cannot read an out-of-core source (None: it can)
+    _out_of_core_unsupported: str | None = None
+
+    def _fit_data(self, X: Any, *, reset: bool, **arguments: Any) -> Any:
+        """:meth:`_fit_inputs` of an array; for an out-of-core source (:class:`emkit.ParquetData`,
+        :class:`emkit.CSVData`) the model is built from its first ``INIT_SAMPLE_ROWS`` rows
+        and every piece is checked as ``fit`` checks an array each time an E-step reads it."""
+        if not is_table_source(X):
+            return self._fit_inputs(X, reset=reset, **arguments)
+        if self._out_of_core_unsupported is not None:
+            raise InputError(self._out_of_core_unsupported)
+        given = sorted(name for name, value in arguments.items() if value is not None)
+        if given:
+            raise InputError(
+                f"{', '.join(given)} cannot be given with an out-of-core source: its rows are "
+                "read from disk; fit an array to weigh rows"
+            )
+        head = X.head(INIT_SAMPLE_ROWS)
+        try:
+            model, _ = self._fit_inputs(head.X, reset=reset)
+        except ValueError as exc:
+            raise type(exc)(f"the first {head.n_rows} rows of {X.path}: {exc}") from None
+
+        def check(rows: np.ndarray) -> Any:
+            return self._fit_inputs(rows, reset=False, model=model)[1]
+
+        return model, CheckedSource(X, check)
+
+    def _set_final_stats(self, stats: Any) -> None:
+        """Attributes read from the statistics of the returned parameters (default: none)."""
+
+    def _rng(self) -> np.random.Generator:
+        random_state = check_random_state(self.random_state)
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+
+    def _start(self, model: Any, data: Any, rng: np.random.Generator) -> Any:
+        """The user start, else the model's init on ``data`` (an online fit's first batch)."""
+        start = self._start_params(model, data, rng)
+        return model.init(data, rng) if start is None else start
 
     def _print_progress(self, progress: Progress) -> None:
         runs = progress.n_restarts

@@ -26,9 +26,9 @@ class MixtureInference:
 
     Subclasses provide ``_check_predict_X(X)``, ``_fitted_model()`` (a
     :class:`~emkit.models.mixture.FamilyMixture`), ``_get_fitted_params()``,
-    ``n_parameters()`` and ``_sample_component(rng, k, n)``.  After every fit (this class wraps
-    ``_run_engine``) the weighted quantiles of the training rows' log-densities, read from the
-    last E-step's sketch (:mod:`emkit.engine.sketch`: within ``(1 + |ℓ|)/255`` of the exact
+    ``n_parameters()`` and ``_sample_component(rng, k, n)``.  After every fit
+    (``_set_final_stats``) the weighted quantiles of the training rows' log-densities, read from
+    the last E-step's sketch (:mod:`emkit.engine.sketch`: within ``(1 + |ℓ|)/255`` of the exact
     ones), are kept in ``log_density_quantiles_`` (``QUANTILE_LEVELS`` values, so model files
     stay small).
     """
@@ -65,12 +65,11 @@ class MixtureInference:
         self._check_fitted()
         return self._fitted_model().n_free_parameters(self._get_fitted_params())
 
-    def _run_engine(self, model: Any, data: Any, callback: Any = None) -> Any:
-        result = super()._run_engine(model, data, callback)  # type: ignore[misc]
+    def _set_final_stats(self, stats: Any) -> None:
         levels = np.linspace(0.0, 1.0, QUANTILE_LEVELS)
         # the last E-step's sketch: log-densities under the returned parameters, no extra pass
-        self.log_density_quantiles_ = sketch_quantiles(result.stats.log_densities, levels)
-        return result
+        # (after online EM: the running average of the batches' sketches)
+        self.log_density_quantiles_ = sketch_quantiles(stats.log_densities, levels)
 
     def _map_chunks(self, X: np.ndarray, fn: Callable[[Any, Any, np.ndarray], Any]) -> list:
         """``fn(model, prepared, rows)`` of every chunk of validated (encoded) rows, in order:

@@ -116,28 +116,34 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         callback: ProgressCallback | None = None,
     ) -> GaussianMixture:
         """Fit by EM.  ``sample_weight`` multiplies each row's contribution to the statistics."""
-        self._check_hyperparameters()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        if warm:
-            self._check_warm_start()
-        X = check_X(self, X, reset=not warm, allow_nan=True)
-        if X.shape[0] < self.n_components:
+        model, data = self._fit_data(X, reset=not warm, sample_weight=sample_weight)
+        self._run_engine(model, data, callback)
+        return self
+
+    def _fit_inputs(
+        self, X: Any, *, reset: bool, model: Any = None, sample_weight: Any = None
+    ) -> tuple[FamilyMixture, ArrayData]:
+        if model is None:
+            self._check_hyperparameters()
+            if not reset:
+                self._check_warm_start()
+        X = check_X(self, X, reset=reset, allow_nan=True)
+        if model is None and X.shape[0] < self.n_components:
             raise InputError(
                 f"Found {X.shape[0]} sample(s), but n_components={self.n_components} needs a "
                 f"minimum of {self.n_components}; reduce n_components"
             )
         w = check_sample_weight(sample_weight, X)
-        if np.count_nonzero(w) < self.n_components:
+        if model is None and np.count_nonzero(w) < self.n_components:
             raise InputError(
                 f"only {np.count_nonzero(w)} rows have positive sample_weight; "
                 f"n_components={self.n_components} needs at least {self.n_components}"
             )
-        if np.isnan(X).any():  # missing cells: marginalised per pattern (MissingNormal's rules)
+        if incomplete_rows(X) is not None:  # missing cells: marginalised (MissingNormal's rules)
             keep = check_incomplete(X, w, getattr(self, "feature_names_in_", None))
             X, w = X[keep], w[keep]
-        model = self._build_model(X, w)
-        self._run_engine(model, ArrayData(X, w), callback)
-        return self
+        return (self._build_model(X, w) if model is None else model), ArrayData(X, w)
 
     def _check_warm_start(self) -> None:
         """A warm start continues the fitted mixture: its shape must match the settings."""

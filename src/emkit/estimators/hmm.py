@@ -25,6 +25,7 @@ from emkit.engine import EMConfig, ProgressCallback
 from emkit.engine.backend import LocalThreads
 from emkit.engine.data import SequenceBatch, SequenceData, check_lengths
 from emkit.engine.loop import chunk_rows
+from emkit.engine.online import DEFAULT_KAPPA, DEFAULT_T0
 from emkit.estimators._base import (
     EMEstimator,
     check_family_fitted,
@@ -72,6 +73,10 @@ class HMM(EMEstimator):
     """
 
     _start_arguments = ("startprob", "transmat", "emission_init")
+    _out_of_core_unsupported = (
+        "an HMM reads its sequences from an array (with lengths): a table source has no "
+        "sequence boundaries yet; fit_stream over (X, lengths) batches streams them"
+    )
 
     def __init__(
         self,
@@ -132,18 +137,62 @@ class HMM(EMEstimator):
     ) -> HMM:
         """Fit by Baum-Welch; ``lengths`` cut the rows into sequences (None: one sequence),
         ``sample_weight`` weighs each sequence's contribution to the statistics."""
-        K = self._check_settings()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        family = self.emission_ if warm else self._make_family()
-        raw, cells = self._read(family, X, reset=not warm)
+        model, data = self._fit_data(
+            X, reset=not warm, lengths=lengths, sample_weight=sample_weight
+        )
+        self._run_engine(model, data, callback)
+        return self
+
+    def partial_fit(  # type: ignore[override]
+        self,
+        X: Any,
+        lengths: Any = None,
+        *,
+        sample_weight: Any = None,
+        t0: float = DEFAULT_T0,
+        kappa: float = DEFAULT_KAPPA,
+        n_rows: float | None = None,
+    ) -> HMM:
+        """One online Baum-Welch step on the sequences of ``X`` (cut by ``lengths``), as
+        :meth:`emkit.GaussianMixture.partial_fit`; ``n_rows`` counts observations."""
+        arguments = {"X": X, "lengths": lengths, "sample_weight": sample_weight}
+        return self._online(arguments, t0, kappa, n_rows)
+
+    def _stream_arguments(self, item: Any) -> dict[str, Any]:
+        """A batch of sequences: ``X`` (one sequence) or ``(X, lengths)``."""
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise InputError(
+                    "a batch of an HMM's fit_stream is an array (one sequence) or a pair "
+                    f"(X, lengths), got a tuple of {len(item)}"
+                )
+            return {"X": item[0], "lengths": item[1]}
+        return {"X": item}
+
+    def _fit_inputs(
+        self,
+        X: Any,
+        *,
+        reset: bool,
+        model: Any = None,
+        lengths: Any = None,
+        sample_weight: Any = None,
+    ) -> tuple[HMMModel, SequenceData]:
+        K = self._check_settings()
+        if model is not None:
+            family = model.emission
+        else:
+            family = self._make_family() if reset else self.emission_
+        raw, cells = self._read(family, X, reset=reset)
         observed = ~cells.all(axis=1)
         if not observed.any():
             raise InputError("every row of X is missing (NaN): there is nothing to fit")
-        if not warm:
+        if reset and model is None:
             family = family.configure(raw[observed])
         Xf = self._encode(family, raw, cells)
         lengths = check_lengths(lengths, Xf.shape[0])
-        if int(observed.sum()) < K:
+        if model is None and int(observed.sum()) < K:
             raise InputError(
                 f"n_states={K} needs at least as many observed rows, got {int(observed.sum())}"
             )
@@ -153,11 +202,11 @@ class HMM(EMEstimator):
             raise InputError(str(exc)) from None
         if sample_weight is not None:  # mean one: the fit does not depend on the weights' scale
             data = data.with_weights(scaled_weights(data.sequence_weights))
-        self._emission, self.emission_config_ = family, family.config()
-        self._check_user_chain(K)
-        model = self._engine_model()
-        self._run_engine(model, data, callback)
-        return self
+        if model is None:
+            self._emission, self.emission_config_ = family, family.config()
+            self._check_user_chain(K)
+            model = self._engine_model()
+        return model, data
 
     def _check_settings(self) -> int:
         K = self.n_states

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import InputError, check_finite, check_spd, check_weights, check_X
+from emkit.engine.online import DEFAULT_KAPPA, DEFAULT_T0
 from emkit.estimators._base import SavedEstimator, check_fitted_common, fitted_array
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.missing import MissingNormal, check_incomplete, check_normal_fitted
@@ -88,33 +91,94 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
 
     def _fit_params(self, X: np.ndarray, names: Any, seed: int) -> None:
         names = None if names is None else [str(c) for c in names]
+        if self.model == "gmm":  # rows with nothing observed: errors name the columns
+            X = X[check_incomplete(X, np.ones(X.shape[0]), names)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            if self.model == "normal":
-                est = MissingNormal(
-                    reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
-                    n_init=self.n_init, se=None, random_state=seed,
-                ).fit(X)
-                self.mean_, self.covariance_ = est.mean_, est.covariance_
-                self.weights_ = np.ones(1)
-                self.means_, self.covariances_ = est.mean_[None], est.covariance_[None]
-                self.loglik_ = est.loglik_
-                self.n_iter_, self.converged_ = est.n_iter_, est.converged_
-                return
-            keep = check_incomplete(X, np.ones(X.shape[0]), names)  # errors name the columns
-            gmm = GaussianMixture(
-                int(self.n_components), covariance_type=self.covariance_type,
+            model = self._model(seed).fit(X)
+        self._take_fitted(model, X.shape[0])
+        self.__dict__.pop("_online_fit", None)
+
+    def _model(self, seed: int) -> MissingNormal | GaussianMixture:
+        """The unfitted estimator of the imputation model."""
+        if self.model == "normal":
+            return MissingNormal(
                 reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
-                n_init=self.n_init, random_state=seed,
-            ).fit(X[keep])  # missing cells marginalised per pattern and component
-            K, D = gmm.means_.shape
+                n_init=self.n_init, se=None, random_state=seed,
+            )
+        return GaussianMixture(
+            int(self.n_components), covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
+            n_init=self.n_init, random_state=seed,
+        )
+
+    def _take_fitted(self, model: MissingNormal | GaussianMixture, n_rows: float) -> None:
+        """The fitted mixture of ``model`` (fitted on ``n_rows`` rows, by weight)."""
+        if isinstance(model, MissingNormal):
+            self.mean_, self.covariance_ = model.mean_, model.covariance_
+            self.weights_ = np.ones(1)
+            self.means_, self.covariances_ = model.mean_[None], model.covariance_[None]
+            self.loglik_ = model.loglik_
+        else:
+            K, D = model.means_.shape
             structure = covariance_structure(self.covariance_type)
-            self.weights_, self.means_ = gmm.weights_, gmm.means_
-            self.covariances_ = full_covariances(structure, gmm.precisions_cholesky_, K, D)
-            self.precisions_cholesky_ = gmm.precisions_cholesky_
-            self.mean_ = gmm.weights_ @ gmm.means_
-            self.loglik_ = gmm.lower_bound_ * np.count_nonzero(keep)
-            self.n_iter_, self.converged_ = gmm.n_iter_, gmm.converged_
+            self.weights_, self.means_ = model.weights_, model.means_
+            self.covariances_ = full_covariances(structure, model.precisions_cholesky_, K, D)
+            self.precisions_cholesky_ = model.precisions_cholesky_
+            self.mean_ = model.weights_ @ model.means_
+            self.loglik_ = model.lower_bound_ * n_rows
+        self.n_iter_, self.converged_ = model.n_iter_, model.converged_
+
+    # --- online EM (the imputation model's partial_fit / fit_stream) ---------------------------
+    def partial_fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        t0: float = DEFAULT_T0,
+        kappa: float = DEFAULT_KAPPA,
+        n_rows: float | None = None,
+    ) -> EMImputer:
+        """One online EM step of the imputation model on the rows of ``X`` (its
+        :meth:`emkit.GaussianMixture.partial_fit`, or MissingNormal's)."""
+        model = self.__dict__.get("_online_fit")
+        if model is None:
+            self._check_params()
+        X = np.asarray(check_X(self, X, reset=model is None, allow_nan=True), dtype=np.float64)
+        if model is None:
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            model = self._model(seed)
+        model.partial_fit(X, t0=t0, kappa=kappa, n_rows=n_rows)
+        self._take_fitted(model, model._online_fit[1].weight_seen)
+        self._online_fit = model
+        return self
+
+    def fit_stream(
+        self,
+        batches: Iterable[Any],
+        *,
+        t0: float = DEFAULT_T0,
+        kappa: float = DEFAULT_KAPPA,
+        n_rows: float | None = None,
+        stop_early: bool = False,
+    ) -> EMImputer:
+        """One online pass of the imputation model over ``batches`` (arrays or DataFrames of
+        rows), as :meth:`emkit.GaussianMixture.fit_stream`."""
+        self._check_params()
+        items = iter(batches)
+        first = next(items, None)
+        if first is None:
+            raise InputError("fit_stream got no batches: give an iterable of arrays")
+
+        def rows(X: Any, reset: bool) -> np.ndarray:
+            return np.asarray(check_X(self, X, reset=reset, allow_nan=True), dtype=np.float64)
+
+        stream = chain([rows(first, True)], (rows(item, False) for item in items))
+        model = self._model(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        model.fit_stream(stream, t0=t0, kappa=kappa, n_rows=n_rows, stop_early=stop_early)
+        self._take_fitted(model, model._online_fit[1].weight_seen)
+        self._online_fit = model
+        return self
 
     def check_fitted_state(self) -> None:
         """Settings as ``fit`` checks them; the mixture (``weights_`` a simplex, ``means_``

@@ -136,16 +136,33 @@ class MissingNormal(DensityMixin, EMEstimator):
         callback: ProgressCallback | None = None,
     ) -> MissingNormal:
         """Fit by EM; ``sample_weight`` multiplies each row's contribution to the statistics."""
-        self._check_hyperparameters()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
+        model, data = self._fit_data(X, reset=not warm, sample_weight=sample_weight)
+        if self.se == "bootstrap" and not isinstance(data, ArrayData):
+            raise InputError("se='bootstrap' refits on resampled rows held in memory: fit an "
+                             "array, or use se='information' with an out-of-core source")
+        self._run_engine(model, data, callback)
+        if self.se == "bootstrap":
+            self.mean_se_ = self._bootstrap_errors(data.X, data.weights)
+        return self
+
+    def _fit_inputs(
+        self, X: Any, *, reset: bool, model: Any = None, sample_weight: Any = None
+    ) -> tuple[MissingNormalModel, ArrayData]:
+        if model is None:
+            self._check_hyperparameters()
         names = getattr(X, "columns", None)
-        X = check_X(self, X, reset=not warm, allow_nan=True, min_samples=2)
-        if warm and self.mean_.shape[0] != X.shape[1]:
+        X = check_X(self, X, reset=reset, allow_nan=True, min_samples=1 if model else 2)
+        if not reset and model is None and self.mean_.shape[0] != X.shape[1]:
             raise ValueError("warm_start=True needs data with the fitted number of columns")
         w = check_sample_weight(sample_weight, X)
         keep = check_incomplete(X, w, None if names is None else [str(c) for c in names])
         X64 = np.asarray(X[keep], dtype=np.float64)
         w = w[keep]
+        empty = int(np.count_nonzero(~keep))
+        self.n_empty_rows_ = empty if model is None else self.n_empty_rows_ + empty
+        if model is not None:
+            return model, ArrayData(X64, w)
         n_rows = int(np.count_nonzero(w > 0))
         if n_rows <= X.shape[1] and self.reg_covar == 0:
             raise InputError(
@@ -153,13 +170,7 @@ class MissingNormal(DensityMixin, EMEstimator):
                 f"{X.shape[1]}×{X.shape[1]} covariance needs more rows than columns (it would be "
                 "singular); use fewer columns, more rows, or reg_covar > 0"
             )
-        model = self._build_model(X64, w)
-        result = self._run_engine(model, ArrayData(X64, w), callback)
-        self.n_empty_rows_ = int(np.count_nonzero(~keep))
-        self._set_final_stats(result.stats)
-        if self.se == "bootstrap":
-            self.mean_se_ = self._bootstrap_errors(X64, w)
-        return self
+        return self._build_model(X64, w), ArrayData(X64, w)
 
     def _set_final_stats(self, stats: MissingNormalStats) -> None:
         """What the last E-step measured at the returned parameters (no extra pass): ``loglik_``,

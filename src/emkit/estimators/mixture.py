@@ -100,27 +100,37 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         callback: ProgressCallback | None = None,
     ) -> MixtureModel:
         """Fit by EM; ``sample_weight`` multiplies each row's contribution to the statistics."""
-        self._check_settings()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
-        family = self.family_ if warm else make_family(self.family)
-        _check_mixture_component(family)
-        raw = self._validate(family, X, reset=not warm)
-        if not warm:
+        model, data = self._fit_data(X, reset=not warm, sample_weight=sample_weight)
+        self._run_engine(model, data, callback)
+        return self
+
+    def _fit_inputs(
+        self, X: Any, *, reset: bool, model: Any = None, sample_weight: Any = None
+    ) -> tuple[FamilyMixture, ArrayData]:
+        if model is None:
+            self._check_settings()
+            family = make_family(self.family) if reset else self.family_
+            _check_mixture_component(family)
+        else:
+            family = model.family
+        raw = self._validate(family, X, reset=reset)
+        if reset and model is None:
             family = family.configure(raw)
         Xf = self._encode(family, raw)
         w = check_sample_weight(sample_weight, Xf)
         if np.isnan(Xf).any():  # rows with nothing observed are left out (EmptyRowsWarning)
             keep = check_incomplete(Xf, w, self._names(), min_observed=1)
             Xf, w = Xf[keep], w[keep]
-        if Xf.shape[0] < self.n_components:
-            raise InputError(
-                f"n_components={self.n_components} needs at least as many samples, "
-                f"got {Xf.shape[0]}"
-            )
-        self._family, self.family_config_ = family, family.config()
-        model = self._engine_model()
-        self._run_engine(model, ArrayData(Xf, w), callback)
-        return self
+        if model is None:
+            if Xf.shape[0] < self.n_components:
+                raise InputError(
+                    f"n_components={self.n_components} needs at least as many samples, "
+                    f"got {Xf.shape[0]}"
+                )
+            self._family, self.family_config_ = family, family.config()
+            model = self._engine_model()
+        return model, ArrayData(Xf, w)
 
     def _check_settings(self) -> None:
         if not (isinstance(self.n_components, (int, np.integer)) and self.n_components >= 1):

@@ -1,0 +1,347 @@
+"""Out-of-core data sources: a Parquet dataset or a CSV file, read a piece at a time.
+
+A piece is one Parquet row group, or one block of CSV rows; each E-step reads the pieces in order
+(one in memory at a time, the next read while the engine works on the current one) and sums
+their statistics (:func:`emkit.engine.loop.expected_stats`), so the fit equals the in-memory fit
+of the same rows to rounding.  ``sample(max_rows, rng)`` draws the rows an in-memory
+:class:`~emkit.engine.protocol.ArrayData` of the same rows would draw (the same call on ``rng``)
+and reads only those, so both paths start from the same rows.
+
+Numeric columns only (integers, floats, booleans); a null is a missing cell (NaN).  Reading
+needs ``pyarrow`` (the ``parquet`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit.engine.protocol import ArrayData, Batch
+
+CSV_BLOCK_BYTES = 16 * 2**20  # bytes of CSV text per piece
+
+
+class DataSourceError(ValueError):
+    """A file of a data source cannot be read as the source's table (named in the message)."""
+
+
+def _arrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:  # pragma: no cover - the parquet extra is part of the test extra
+        raise DataSourceError(
+            "reading Parquet or CSV sources needs pyarrow: pip install 'emkit[parquet]'"
+        ) from None
+    return pyarrow
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One readable part of a table: a file and, in a Parquet file, a row group."""
+
+    path: Path
+    row_group: int
+    n_rows: int
+
+
+class TableSource:
+    """What Parquet and CSV sources share: pieces of known size, numeric columns, a sample."""
+
+    path: Path
+    columns: tuple[str, ...]
+    piece_list: tuple[Piece, ...]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(p.n_rows for p in self.piece_list)
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    def pieces(self) -> Iterator[ArrayData]:
+        """Every piece as an in-memory data set, in order."""
+        raise NotImplementedError
+
+    def batches(self, max_rows: int) -> Iterator[Batch]:
+        for piece in self.pieces():
+            yield from piece.batches(max_rows)
+
+    def head(self, max_rows: int) -> ArrayData:
+        """The first ``max_rows`` rows (or all of them), in memory."""
+        parts, count = [], 0
+        for piece in self.pieces():
+            if count >= max_rows:
+                break
+            parts.append(piece.X[: max_rows - count])
+            count += parts[-1].shape[0]
+        return ArrayData.of(np.concatenate(parts) if parts else self._empty())
+
+    def sample(self, max_rows: int, rng: np.random.Generator) -> ArrayData:
+        """The rows :meth:`ArrayData.sample` of the whole table would draw with ``rng`` (all of
+        them when there are no more than ``max_rows``), in one pass over the pieces."""
+        return sample_pieces(self.pieces, self.n_rows, max_rows, rng)
+
+    def _empty(self) -> np.ndarray:
+        return np.empty((0, self.width))
+
+    def _matrix(self, table: Any, piece: Piece) -> np.ndarray:
+        """The columns of an Arrow table as one 2-D array: float32 when every column is
+        float32, else float64; nulls become NaN."""
+        pa = _arrow()
+        import pyarrow.compute as pc
+
+        if table.num_rows != piece.n_rows:
+            raise DataSourceError(
+                f"{_where(piece)} has {table.num_rows} rows, its metadata said {piece.n_rows}: "
+                "the file changed while the fit ran, or is damaged"
+            )
+        types = [table.schema.field(name).type for name in self.columns]
+        dtype = np.float32 if all(t == pa.float32() for t in types) else np.float64
+        out = np.empty((table.num_rows, len(self.columns)), dtype=dtype)
+        for j, name in enumerate(self.columns):
+            column = table.column(name).cast(pa.from_numpy_dtype(dtype))
+            out[:, j] = pc.fill_null(column, np.nan).to_numpy()
+        return out
+
+
+def sample_pieces(
+    pieces: Callable[[], Iterator[ArrayData]], n_rows: int, max_rows: int, rng: np.random.Generator
+) -> ArrayData:
+    """The rows ``ArrayData.sample(max_rows, rng)`` draws from the ``n_rows`` rows of the
+    concatenated ``pieces()`` (the same call on ``rng``), picked in one pass."""
+    if n_rows <= max_rows:
+        chosen = list(pieces())
+    else:
+        rows = np.sort(rng.choice(n_rows, size=int(max_rows), replace=False))
+        chosen, start = [], 0
+        for piece in pieces():
+            stop = start + piece.n_rows
+            a, b = np.searchsorted(rows, [start, stop])
+            if b > a:
+                chosen.append(piece.take(rows[a:b] - start))
+            start = stop
+    return ArrayData(
+        np.concatenate([p.X for p in chosen]), np.concatenate([p.weights for p in chosen])
+    )
+
+
+def _where(piece: Piece) -> str:
+    return f"{piece.path}" + (f" (row group {piece.row_group})" if piece.row_group >= 0 else "")
+
+
+def _numeric_columns(schema: Any, columns: Sequence[str] | None, path: Path) -> tuple[str, ...]:
+    """The chosen (default: every) column names, each of a numeric Arrow type."""
+    pa = _arrow()
+    names = list(schema.names)
+    chosen = list(names if columns is None else columns)
+    missing = [c for c in chosen if c not in names]
+    if missing:
+        raise DataSourceError(f"{path} has no column(s) {missing}; its columns are {names}")
+    if not chosen:
+        raise DataSourceError(f"{path}: no columns to read")
+    for name in chosen:
+        kind = schema.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
+            raise DataSourceError(
+                f"column {name!r} of {path} holds {kind} values: out-of-core fits read numeric "
+                "columns; choose the columns with columns=[...]"
+            )
+    return tuple(chosen)
+
+
+class ParquetData(TableSource):
+    """A Parquet file, or a folder of part files (every ``*.parquet`` under it, in path order),
+    read one row group at a time.  Every part must hold the chosen columns with the types of
+    the first part."""
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str] | None = None):
+        import pyarrow.parquet as pq
+
+        pa = _arrow()
+        root = Path(path)
+        if root.is_dir():
+            files = sorted(root.rglob("*.parquet"))
+            if not files:
+                raise DataSourceError(f"the folder {root} holds no *.parquet files")
+        elif root.exists():
+            files = [root]
+        else:
+            raise DataSourceError(f"{root} does not exist")
+        pieces: list[Piece] = []
+        chosen: tuple[str, ...] = ()
+        first_types: list[Any] = []
+        for i, file in enumerate(files):
+            try:
+                meta = pq.ParquetFile(file)
+            except (pa.ArrowException, OSError) as exc:
+                raise DataSourceError(
+                    f"{file} is not a readable Parquet file ({exc}); it may be truncated"
+                ) from None
+            schema = meta.schema_arrow
+            if i == 0:
+                chosen = _numeric_columns(schema, columns, file)
+                first_types = [schema.field(c).type for c in chosen]
+            else:
+                _check_same_schema(schema, chosen, first_types, file, files[0])
+            for g in range(meta.num_row_groups):
+                pieces.append(Piece(file, g, meta.metadata.row_group(g).num_rows))
+        self.path, self.columns, self.piece_list = root, chosen, tuple(pieces)
+
+    def pieces(self) -> Iterator[ArrayData]:
+        """The row groups in order; the next one is read in a thread while the caller works on
+        the current one (at most two in memory)."""
+        if not self.piece_list:
+            return
+        with ThreadPoolExecutor(1) as reader:
+            pending = reader.submit(self._read, self.piece_list[0])
+            for following in (*self.piece_list[1:], None):
+                X = pending.result()
+                if following is not None:
+                    pending = reader.submit(self._read, following)
+                yield ArrayData.of(X)
+
+    def _read(self, piece: Piece) -> np.ndarray:
+        import pyarrow.parquet as pq
+
+        pa = _arrow()
+        try:
+            table = pq.ParquetFile(piece.path).read_row_group(
+                piece.row_group, columns=list(self.columns)
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise DataSourceError(f"{_where(piece)} cannot be read ({exc})") from None
+        return self._matrix(table, piece)
+
+    def __repr__(self) -> str:
+        return f"ParquetData({str(self.path)!r}, {self.n_rows} rows, columns={list(self.columns)})"
+
+
+def _check_same_schema(
+    schema: Any, columns: Sequence[str], types: Sequence[Any], file: Path, first: Path
+) -> None:
+    for name, kind in zip(columns, types, strict=True):
+        if name not in schema.names:
+            raise DataSourceError(f"{file} has no column {name!r} (the first part, {first}, has)")
+        if schema.field(name).type != kind:
+            raise DataSourceError(
+                f"column {name!r} of {file} holds {schema.field(name).type}, but {kind} in the "
+                f"first part ({first}): every part file needs the same schema"
+            )
+
+
+class CSVData(TableSource):
+    """A CSV file with a header row, read in blocks of about ``CSV_BLOCK_BYTES`` (each E-step
+    parses the file again: convert large tables to Parquet for speed).  Empty cells are
+    missing (NaN)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        columns: Sequence[str] | None = None,
+        delimiter: str = ",",
+    ):
+        self.path, self.delimiter = Path(path), delimiter
+        if not self.path.is_file():
+            raise DataSourceError(f"{self.path} is not a file")
+        header = self._reader(None)
+        chosen = _numeric_columns(header.schema, columns, self.path)
+        self.columns = chosen
+        sizes = [batch.num_rows for batch in self._blocks()]  # one pass: checks every cell
+        self.piece_list = tuple(Piece(self.path, -1, n) for n in sizes if n)
+
+    def _reader(self, columns: Sequence[str] | None) -> Any:
+        import pyarrow.csv as csv
+
+        pa = _arrow()
+        convert = {}
+        if columns is not None:
+            convert = {"include_columns": list(columns),
+                       "column_types": {c: pa.float64() for c in columns}}
+        try:
+            return csv.open_csv(
+                self.path,
+                read_options=csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                parse_options=csv.ParseOptions(delimiter=self.delimiter),
+                convert_options=csv.ConvertOptions(**convert),
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise DataSourceError(f"{self.path} cannot be read as CSV ({exc})") from None
+
+    def _blocks(self) -> Iterator[Any]:
+        pa = _arrow()
+        reader = self._reader(self.columns)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise DataSourceError(f"{self.path}: {exc}") from None
+            yield batch
+
+    def pieces(self) -> Iterator[ArrayData]:
+        pa = _arrow()
+        for piece, batch in zip(self.piece_list, self._nonempty_blocks(), strict=False):
+            yield ArrayData.of(self._matrix(pa.Table.from_batches([batch]), piece))
+
+    def _nonempty_blocks(self) -> Iterator[Any]:
+        return (b for b in self._blocks() if b.num_rows)
+
+    def __repr__(self) -> str:
+        return f"CSVData({str(self.path)!r}, {self.n_rows} rows, columns={list(self.columns)})"
+
+
+def is_table_source(X: Any) -> bool:
+    """True for the out-of-core sources of this module."""
+    return isinstance(X, TableSource)
+
+
+@dataclass(frozen=True)
+class CheckedSource:
+    """An out-of-core ``source`` whose every piece (and sample) goes through ``check`` (rows →
+    an in-memory data set: an estimator's checks and encoding) each time it is read; an error
+    names the piece and its rows."""
+
+    source: TableSource
+    check: Callable[[np.ndarray], Any]
+
+    @property
+    def n_rows(self) -> int:
+        return self.source.n_rows
+
+    @property
+    def width(self) -> int:
+        return self.source.width
+
+    def pieces(self) -> Iterator[Any]:
+        start = 0
+        for piece, data in zip(self.source.piece_list, self.source.pieces(), strict=True):
+            stop = start + data.n_rows
+            try:
+                checked = self.check(data.X)
+            except ValueError as exc:
+                where = (
+                    f"{_where(piece)}, rows {start} to {stop - 1} of the data (row numbers "
+                    f"below count from the piece's first row, {start})"
+                )
+                raise type(exc)(f"{where}: {exc}") from None
+            yield checked
+            start = stop
+
+    def batches(self, max_rows: int) -> Iterator[Any]:
+        for piece in self.pieces():
+            yield from piece.batches(max_rows)
+
+    def sample(self, max_rows: int, rng: np.random.Generator) -> Any:
+        """As :meth:`TableSource.sample`, of the checked rows (a pass to count them, one to
+        pick): the rows an in-memory fit of the checked data would sample."""
+        n_rows = sum(piece.n_rows for piece in self.pieces())
+        return sample_pieces(self.pieces, n_rows, max_rows, rng)
