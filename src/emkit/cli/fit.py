@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +32,7 @@ from emkit.cli._report import (
     _mixture_summary,
     _save_plot,
 )
+from emkit.cli._streamed import fit_streamed, plot_rows, streamed_options, streamed_summary
 from emkit.cli.hmm import fit_hmm
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.families import make_family
@@ -70,6 +72,7 @@ fit_group.add_command(fit_hmm)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a PNG of the fit here.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@streamed_options
 @_force_option
 def fit_gmm(
     data: Path,
@@ -85,14 +88,20 @@ def fit_gmm(
     squarem: bool,
     plot_path: Path | None,
     quiet: bool,
+    out_of_core: bool,
+    online: bool,
+    batch_size: int,
     force: bool,
 ) -> None:
-    """Fit a Gaussian mixture to the numeric columns of DATA."""
+    """Fit a Gaussian mixture to the numeric columns of DATA (a CSV or Parquet file, or a
+    folder of Parquet files, which is read out of core)."""
     _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
-    X, names = read_table(data, _split_columns(columns))
-    _check_components("-k", n_components, X.shape[0], data)
-    if not quiet:
-        _print_note(_marginalised_note(X))
+    streamed = online or out_of_core or data.is_dir()
+    if not streamed:
+        X, names = read_table(data, _split_columns(columns))
+        _check_components("-k", n_components, X.shape[0], data)
+        if not quiet:
+            _print_note(_marginalised_note(X))
     estimator = GaussianMixture(
         n_components=n_components,
         covariance_type=covariance,
@@ -103,14 +112,29 @@ def fit_gmm(
         random_state=seed,
         accelerate="squarem" if squarem else "none",
     )
-    with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
-        estimator.fit(X, callback=callback)
+    source = None
+    if streamed:
+        with _reported_warnings():
+            kept, names, n, source = fit_streamed(
+                estimator, data, columns, online=online, batch_size=batch_size,
+                out_of_core=out_of_core, quiet=quiet,
+            )
+    else:
+        with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
+            estimator.fit(X, callback=callback)
+        kept = X
     out = _stdout()
     if not quiet:
-        for table in _fit_summary(estimator, X, names, str(data)):
+        if kept is not None:
+            summary = _fit_summary(estimator, kept, names, str(data))
+        else:
+            summary = streamed_summary(
+                estimator, n, names, str(data), "Gaussian mixture fitted by EM", online
+            )
+        for table in summary:
             out.print(table)
     if plot_path is not None:
-        _save_plot(estimator, X, names, plot_path)
+        _save_plot(estimator, plot_rows(kept, source), names, plot_path)
         if not quiet:
             out.print(f"plot saved to {plot_path}")
     if output is not None:
@@ -150,6 +174,7 @@ def fit_gmm(
               help="Write a PNG of the fit here (one column: histogram or bar chart with the "
                    "mixture and its components).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@streamed_options
 @_force_option
 def fit_mixture(
     data: Path,
@@ -168,12 +193,25 @@ def fit_mixture(
     squarem: bool,
     plot_path: Path | None,
     quiet: bool,
+    out_of_core: bool,
+    online: bool,
+    batch_size: int,
     force: bool,
 ) -> None:
-    """Fit a mixture of FAMILY components to the columns of DATA."""
+    """Fit a mixture of FAMILY components to the columns of DATA (a CSV or Parquet file, or a
+    folder of Parquet files, which is read out of core)."""
     from emkit.estimators.mixture import MixtureModel
 
     _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
+    if online or out_of_core or data.is_dir():
+        _fit_mixture_streamed(
+            MixtureModel(family, n_components, n_init=n_init, short_runs=short_runs,
+                         max_iter=max_iter, tol=tol, init_params=init_params,
+                         random_state=seed, accelerate="squarem" if squarem else "none"),
+            data, columns, weights, drop_missing, output, plot_path, quiet, out_of_core,
+            online, batch_size,
+        )
+        return
     text = _text_family([family])
     marginalise = make_family(family).handles_missing
     table = _read_data(data, columns, weights, text, drop_missing, marginalise)
@@ -207,6 +245,55 @@ def fit_mixture(
 
         fig, ax = new_figure(figsize=(7.2, 5.4))
         plot_mixture(estimator, X, feature_names=names, ax=ax, sample_weight=w)
+        save_figure(fig, plot_path)
+        if not quiet:
+            out.print(f"plot saved to {plot_path}")
+    if output is not None:
+        _save_model(estimator, names, output)
+        if not quiet:
+            out.print(f"model saved to {output}")
+
+
+def _fit_mixture_streamed(
+    estimator: Any,
+    data: Path,
+    columns: str | None,
+    weights: str | None,
+    drop_missing: bool,
+    output: Path | None,
+    plot_path: Path | None,
+    quiet: bool,
+    out_of_core: bool,
+    online: bool,
+    batch_size: int,
+) -> None:
+    """``emkit fit mixture`` out of core or online: numeric columns, no row weights."""
+    if weights is not None or drop_missing:
+        option = "--weights" if weights is not None else "--drop-missing"
+        raise InputError(f"{option} needs DATA in memory: leave out --out-of-core/--online (and "
+                         "give a file, not a folder)")
+    if _text_family([estimator.family]):
+        raise InputError(f"a {estimator.family} mixture reads text columns, which out-of-core "
+                         "and online fits do not: give a file without --out-of-core/--online")
+    with _reported_warnings():
+        kept, names, n, source = fit_streamed(
+            estimator, data, columns, online=online, batch_size=batch_size,
+            out_of_core=out_of_core, quiet=quiet,
+        )
+    out = _stdout()
+    if not quiet:
+        if kept is not None:
+            summary = _mixture_summary(estimator, kept, names, str(data), None)
+        else:
+            title = f"{estimator.family_.name} mixture fitted by EM"
+            summary = streamed_summary(estimator, n, names, str(data), title, online)
+        for table in summary:
+            out.print(table)
+    if plot_path is not None:
+        from emkit.plotting import new_figure, plot_mixture, save_figure
+
+        fig, ax = new_figure(figsize=(7.2, 5.4))
+        plot_mixture(estimator, plot_rows(kept, source), feature_names=names, ax=ax)
         save_figure(fig, plot_path)
         if not quiet:
             out.print(f"plot saved to {plot_path}")

@@ -1,0 +1,166 @@
+"""Fits that read their data a piece at a time (out of core) or in one online pass: the sources,
+the batches, the progress (rows/s) and the summary of ``emkit fit gmm|mixture``."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.table import Table
+
+from emkit._tabular import PARQUET_SUFFIXES
+from emkit._validation import InputError
+from emkit.cli._common import _split_columns, _stderr
+from emkit.cli._report import _component_table, _key_value_table
+from emkit.engine.loop import Progress
+from emkit.engine.sources import CSVData, ParquetData, TableSource
+
+PLOT_ROWS = 20_000  # rows of an out-of-core table a --plot draws (its first rows)
+
+
+def streamed_options(command: Callable) -> Callable:
+    """``--out-of-core``, ``--online`` and ``--batch-size``."""
+    options = (
+        click.option("--out-of-core", is_flag=True,
+                     help="Read DATA a piece at a time (Parquet row groups, CSV blocks) on every "
+                          "iteration instead of loading it; a folder of Parquet files always "
+                          "is."),
+        click.option("--online", is_flag=True,
+                     help="One pass of online (stepwise) EM over batches of --batch-size rows "
+                          "instead of batch EM."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=10_000,
+                     show_default=True, help="Rows per online EM step (with --online)."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def table_source(data: Path, columns: str | None) -> TableSource:
+    """DATA as an out-of-core source: a folder of Parquet files, a Parquet file or a CSV file."""
+    if not data.exists():
+        raise FileNotFoundError(f"no data file at {data}")
+    selected = _split_columns(columns)
+    if data.is_dir() or data.suffix.lower() in PARQUET_SUFFIXES:
+        return ParquetData(data, selected)
+    return CSVData(data, selected)
+
+
+def row_batches(data: np.ndarray | TableSource, size: int) -> Iterator[np.ndarray]:
+    """Consecutive batches of ``size`` rows (the last one shorter), read piece by piece."""
+    pieces = (p.X for p in data.pieces()) if isinstance(data, TableSource) else iter([data])
+    left: np.ndarray | None = None
+    for X in pieces:
+        if left is not None and left.shape[0]:
+            X = np.concatenate([left, X])
+        stop = X.shape[0] - X.shape[0] % size
+        for start in range(0, stop, size):
+            yield X[start : start + size]
+        left = X[stop:]
+    if left is not None and left.shape[0]:
+        yield left
+
+
+@contextlib.contextmanager
+def streamed_progress(
+    enabled: bool, steps: int, rows_per_step: int, label: str
+) -> Iterator[Callable[[Progress], None] | None]:
+    """A transient progress bar with the rows per second of the last step."""
+    console = _stderr()
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+    from rich.progress import Progress as Bar
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"))
+    with Bar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=max(1, steps), rate="")
+        last = [time.perf_counter()]
+
+        def callback(progress: Progress) -> None:
+            now = time.perf_counter()
+            rate = rows_per_step / max(now - last[0], 1e-9)
+            last[0] = now
+            bar.update(task, completed=progress.iteration, rate=f"{rate:,.0f} rows/s",
+                       description=f"{label} mean log-lik {progress.mean_objective:.6g}")
+
+        yield callback
+
+
+def fit_streamed(
+    estimator: Any,
+    data: Path,
+    columns: str | None,
+    *,
+    online: bool,
+    batch_size: int,
+    out_of_core: bool,
+    quiet: bool,
+) -> tuple[np.ndarray | None, list[str], int, TableSource | None]:
+    """Fit ``estimator`` to DATA out of core and/or online; returns the rows in memory (None
+    when read out of core), the column names, the number of rows and the source."""
+    from emkit._tabular import read_table
+
+    source: TableSource | None = None
+    X: np.ndarray | None = None
+    if out_of_core or data.is_dir():
+        source = table_source(data, columns)
+        names, n = list(source.columns), source.n_rows
+    else:
+        X, names = read_table(data, _split_columns(columns))
+        n = X.shape[0]
+    if n < estimator.n_components:
+        raise InputError(f"{data} has {n} rows: fewer than the {estimator.n_components} "
+                         "components")
+    rows: Any = source if source is not None else X
+    if online:
+        steps = math.ceil(n / batch_size)
+        with streamed_progress(not quiet, steps, batch_size, "online EM") as callback:
+            estimator.fit_stream(row_batches(rows, batch_size), n_rows=n, callback=callback)
+    else:
+        steps = estimator.max_iter * estimator.n_init
+        with streamed_progress(not quiet, steps, n, "EM") as callback:
+            estimator.fit(rows, callback=callback)
+    # as after the in-memory commands, which fit arrays: the names travel in the model file
+    estimator.__dict__.pop("feature_names_in_", None)
+    return X, names, n, source
+
+
+def streamed_summary(
+    estimator: Any, n: int, names: Sequence[str], data: str, title: str, online: bool
+) -> list[Table]:
+    """The summary of a fit whose rows are not in memory: the log-likelihood is the fit's own
+    (the last E-step's; after online EM, the running average over the stream)."""
+    p = estimator.n_parameters()
+    loglik = estimator.lower_bound_ * n
+    label = "log-likelihood (running, online)" if online else "log-likelihood"
+    rows = [
+        ("data", f"{data} (read {'in one online pass' if online else 'out of core'})"),
+        ("rows", n),
+        ("features (D)", f"{len(names)}: {', '.join(names)}"),
+        ("components (K)", estimator.n_components),
+        *([("covariance", str(estimator.covariance_type))]
+          if hasattr(estimator, "covariance_type") else []),
+        ("converged", "yes" if estimator.converged_ else "no"),
+        ("online steps" if online else "iterations", estimator.n_iter_),
+        (label, f"{loglik:.6f}"),
+        ("BIC", f"{-2 * loglik + p * math.log(n):.4f}"),
+        ("AIC", f"{-2 * loglik + 2 * p:.4f}"),
+    ]
+    return [_key_value_table(title, rows), _component_table(estimator, list(names))]
+
+
+def plot_rows(X: np.ndarray | None, source: TableSource | None) -> np.ndarray:
+    """The rows a plot draws: all of them in memory, else the first ``PLOT_ROWS``."""
+    if X is not None:
+        return X
+    assert source is not None
+    return source.head(PLOT_ROWS).X

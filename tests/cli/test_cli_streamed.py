@@ -1,0 +1,114 @@
+"""``emkit fit gmm`` out of core (a folder of Parquet files, ``--out-of-core``) and online
+(``--online --batch-size``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+import emkit
+from emkit.cli import main
+from emkit.cli._streamed import row_batches
+from emkit.datasets import load_faithful
+from test_cli import assert_user_error
+
+
+@pytest.fixture
+def faithful_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Old Faithful as a folder of three Parquet part files and as one CSV file."""
+    ds = load_faithful()
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(ds.data, 3)):
+        columns = {name: part[:, j] for j, name in enumerate(ds.feature_names)}
+        pq.write_table(pa.table(columns), folder / f"part-{i}.parquet", row_group_size=40)
+    csv = tmp_path / "faithful.csv"
+    np.savetxt(csv, ds.data, delimiter=",", header=",".join(ds.feature_names), comments="",
+               fmt="%.17g")
+    return folder, csv
+
+
+def test_a_parquet_folder_is_fitted_out_of_core(faithful_files, tmp_path: Path) -> None:
+    folder, csv = faithful_files
+    runner = CliRunner()
+    out = tmp_path / "m.emk"
+    result = runner.invoke(main, ["fit", "gmm", str(folder), "-k", "2", "--seed", "0",
+                                  "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "read out of core" in result.output and "272" in result.output
+    from_disk = emkit.load(out)
+    in_memory = emkit.GaussianMixture(2, random_state=0).fit(load_faithful().data)
+    np.testing.assert_allclose(from_disk.means_, in_memory.means_, rtol=1e-10)
+    loglik = in_memory.score(load_faithful().data) * 272
+    assert f"{loglik:.4f}"[:-1] in result.output  # the last E-step's log-likelihood
+    csv_run = runner.invoke(main, ["fit", "gmm", str(csv), "-k", "2", "--seed", "0",
+                                   "--out-of-core", "-o", str(tmp_path / "c.emk")])
+    assert csv_run.exit_code == 0, csv_run.output
+    np.testing.assert_allclose(emkit.load(tmp_path / "c.emk").means_, in_memory.means_,
+                               rtol=1e-10)
+
+
+def test_online_one_pass(faithful_files, tmp_path: Path) -> None:
+    folder, csv = faithful_files
+    out = tmp_path / "m.emk"
+    result = CliRunner().invoke(main, ["fit", "gmm", str(csv), "-k", "2", "--seed", "0",
+                                       "--online", "--batch-size", "30", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    model = emkit.load(out)
+    assert model.n_iter_ == 10  # ceil(272 / 30) steps
+    X = load_faithful().data
+    library = emkit.GaussianMixture(2, random_state=0).fit_stream(
+        [X[i : i + 30] for i in range(0, 272, 30)], n_rows=272
+    )
+    np.testing.assert_allclose(model.means_, library.means_, rtol=1e-12)
+    folder_run = CliRunner().invoke(main, ["fit", "gmm", str(folder), "-k", "2", "--online",
+                                           "--batch-size", "100", "-q"])
+    assert folder_run.exit_code == 0, folder_run.output
+
+
+def test_out_of_core_errors_name_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0]}), folder / "p0.parquet")
+    pq.write_table(pa.table({"a": ["x", "y"]}), folder / "p1.parquet")
+    result = CliRunner().invoke(main, ["fit", "gmm", str(folder), "-k", "2"])
+    assert_user_error(result, "p1.parquet", "same schema")
+    missing = CliRunner().invoke(main, ["fit", "gmm", str(tmp_path / "nothing"), "-k", "2",
+                                        "--out-of-core"])
+    assert_user_error(missing, "nothing")
+
+
+def test_row_batches_cut_across_pieces(tmp_path: Path) -> None:
+    X = np.arange(100.0).reshape(50, 2)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1]}), folder / "x.parquet",
+                   row_group_size=7)
+    batches = list(row_batches(emkit.ParquetData(folder), 12))
+    assert [b.shape[0] for b in batches] == [12, 12, 12, 12, 2]
+    np.testing.assert_array_equal(np.vstack(batches), X)
+    assert [b.shape[0] for b in row_batches(X, 50)] == [50]
+
+
+def test_a_poisson_mixture_out_of_core_equals_in_memory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    counts = np.concatenate([rng.poisson(2.0, 300), rng.poisson(9.0, 200)])[rng.permutation(500)]
+    folder = tmp_path / "counts"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(counts, 2)):
+        pq.write_table(pa.table({"n": part}), folder / f"p{i}.parquet", row_group_size=64)
+    out = tmp_path / "m.emk"
+    result = CliRunner().invoke(main, ["fit", "mixture", str(folder), "--family", "poisson",
+                                       "-k", "2", "--seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "poisson mixture fitted by EM" in result.output
+    in_memory = emkit.MixtureModel("poisson", 2, random_state=1).fit(counts[:, None])
+    np.testing.assert_allclose(emkit.load(out).rates_, in_memory.rates_, rtol=1e-10)
+    weighted = CliRunner().invoke(main, ["fit", "mixture", str(folder), "--family", "poisson",
+                                         "-k", "2", "--weights", "n"])
+    assert_user_error(weighted, "--weights needs DATA in memory")
