@@ -53,3 +53,15 @@ def faithful_waiting() -> np.ndarray:
     """
     table = np.genfromtxt(FAITHFUL_CSV, delimiter=",", names=True)
     return np.asarray(table["waiting"], dtype=np.float64)[:, None]
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A Dask LocalCluster of two single-threaded worker processes, started once per session
+    for the tests that ask for it (every Dask collection then computes on it)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster) as client:
+        yield client

@@ -23,9 +23,8 @@ follow :class:`emkit.estimators._base.EMEstimator` (``warm_start``, ``n_init``, 
 ``tol``, ``random_state``; fitted ``history_``, ``lower_bound_``, ``restart_objectives_``) as far
 as the case declares the capabilities.
 
-Item 6 (online EM: the whole data as the batch at step 1 is batch EM) runs for every case with
-the ``online`` capability; item 5 (Dask backend, out-of-core source) joins when that engine
-feature exists (the capability ``dask`` waits in :data:`NOT_YET` until then).
+Item 5 runs as two capabilities, ``out_of_core`` (Parquet and CSV sources) and ``dask`` (a Dask
+array on a LocalCluster of two workers), item 6 as ``online``.
 """
 
 from __future__ import annotations
@@ -112,9 +111,7 @@ CAPABILITIES: dict[str, str] = {
     "dask": "the Dask backend equals the in-memory fit (item 5)",
 }
 # capabilities the engine does not offer yet: no case may have them, every case lacks them
-NOT_YET: dict[str, str] = {
-    "dask": "the engine has no Dask backend yet",
-}
+NOT_YET: dict[str, str] = {}
 DEFAULT_CAPABILITIES = frozenset(CAPABILITIES) - frozenset(NOT_YET)
 
 
@@ -609,6 +606,24 @@ class EMContract:
                 case.fitted_params(from_disk), case.fitted_params(in_memory), 1e-9, 1e-11
             )
             assert list(from_disk.feature_names_in_) == header.split(",")
+
+    @pytest.mark.slow
+    @requires("dask")
+    def test_dask_on_a_local_cluster_equals_in_memory(
+        self, case: ContractCase, dask_client: Any
+    ) -> None:
+        import dask.array as da
+
+        X = np.asarray(case.estimator_data(15), dtype=np.float64)
+
+        def fitted(data: Any) -> Any:
+            return _fit(case.estimator(max_iter=8, tol=0.0, random_state=5), data)
+
+        in_memory = fitted(X)
+        on_cluster = fitted(da.from_array(X, chunks=(61, X.shape[1])))  # 4 partitions or so
+        assert_params_close(
+            case.fitted_params(on_cluster), case.fitted_params(in_memory), 1e-9, 1e-11
+        )
 
     # (6) online EM: the whole data as the batch, step 1, equals batch EM ---------------------
     @requires("online")

@@ -26,6 +26,11 @@ from test_missing_normal import incomplete_normal
 
 REG_COVAR = EMImputer().reg_covar  # the imputer's default, which its engine models get
 
+IN_MEMORY = (
+    "EMImputer fills the rows it is given, in memory (transform returns them); its models, "
+    "MissingNormal and GaussianMixture, fit out-of-core and Dask sources (their cases run "
+    "the items)"
+)
 LACKS = {
     "monotone": (
         "the imputer's default reg_covar=1e-6 is added after each M-step, which then no longer "
@@ -45,10 +50,8 @@ LACKS = {
         "test_imputer.py gives EMImputer() and EMImputer('gmm', n_components=1) to "
         "check_estimator"
     ),
-    "out_of_core": (
-        "EMImputer fills the rows it is given, in memory (transform returns them); its models, "
-        "MissingNormal and GaussianMixture, fit out-of-core sources (their cases run the item)"
-    ),
+    "out_of_core": IN_MEMORY,
+    "dask": IN_MEMORY,
 }
 
 NORMAL_ONLINE = (

@@ -343,7 +343,8 @@ def family_case(name: str) -> ContractCase:
 
 
 STRING_COLUMNS = (
-    "its data hold category labels (strings): the out-of-core sources read numeric columns, "
+    "its data hold category labels (strings): the out-of-core and Dask sources read numeric "
+    "columns, "
     "and the family's levels would have to be known before the first piece is read"
 )
 
@@ -356,7 +357,7 @@ def family_lacks(name: str) -> dict[str, str]:
             f"{NOT_CHECKED[name]}"
         )
     if name in ("categorical", "product"):
-        lacks["out_of_core"] = STRING_COLUMNS
+        lacks["out_of_core"] = lacks["dask"] = STRING_COLUMNS
     return lacks
 
 

@@ -197,7 +197,8 @@ def hmm_case(kind: str) -> ContractCase:
         stats_rtol=1e-9,
         stats_atol=1e-8,
         monotone_slack=1e-9,
-        lacks={"sklearn_checks": NO_SKLEARN_CHECKS, "out_of_core": NO_OUT_OF_CORE},
+        lacks={"sklearn_checks": NO_SKLEARN_CHECKS, "out_of_core": NO_OUT_OF_CORE,
+               "dask": NO_OUT_OF_CORE},
     )
 
 
@@ -207,7 +208,8 @@ NO_SKLEARN_CHECKS = (
 )
 GAUSSIAN_KINDS = ("full", "tied", "diag", "spherical")
 NO_OUT_OF_CORE = (
-    "a table source has no sequence boundaries yet (HMM fits refuse it with that reason); "
+    "a table or Dask source has no sequence boundaries yet (HMM fits refuse it with that "
+    "reason); "
     "fit_stream streams batches of whole sequences, (X, lengths)"
 )
 
@@ -436,7 +438,8 @@ def emission_case(name: str) -> ContractCase:
         stats_rtol=1e-9,
         stats_atol=1e-8,
         monotone_slack=1e-9,
-        lacks={"sklearn_checks": NO_SKLEARN_CHECKS, "out_of_core": NO_OUT_OF_CORE},
+        lacks={"sklearn_checks": NO_SKLEARN_CHECKS, "out_of_core": NO_OUT_OF_CORE,
+               "dask": NO_OUT_OF_CORE},
     )
 
 

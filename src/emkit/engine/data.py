@@ -8,7 +8,7 @@ over sequences rather than rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +173,10 @@ class SequenceData:
 
     def pieces(self) -> Iterator[SequenceData]:
         yield self
+
+    def sum_pieces(self, step: Callable[[Any, Any], Any], prepared: Any) -> Any:
+        """``step(prepared, self)``: the sequences are one piece, here."""
+        return step(prepared, self)
 
     def batches(self, max_rows: int) -> Iterator[SequenceBatch]:
         """Consecutive whole sequences, at most ``max_rows`` rows per batch unless one sequence

@@ -113,32 +113,47 @@ def chunk_rows(model: Model, params: Any, config: EMConfig) -> int:
 
 def expected_stats(model: Model, params: Any, data: Any, max_rows: int, n_jobs: int = 1) -> Stats:
     """One full E-step: ``model.prepare(params)`` once, then the sum of the batch statistics
-    (memory bounded by ``max_rows``), piece by piece (``data.pieces()``: the whole data when
-    in memory, one part at a time from disk).
+    (memory bounded by ``max_rows``), piece by piece where the pieces are
+    (``data.sum_pieces``: the whole data in memory; a part at a time from disk; Dask
+    partitions on their workers).
 
-    A piece's batches run on the backend (:class:`~emkit.engine.backend.LocalThreads`:
-    contiguous runs on ``n_jobs`` threads) and the runs' sums, then the pieces' sums, are
-    added in order: the result is deterministic for a given ``n_jobs``.
+    A piece's batches run on :class:`~emkit.engine.backend.LocalThreads` (contiguous runs on
+    ``n_jobs`` threads) and the runs' sums, then the pieces' sums, are added in a fixed order:
+    the result is deterministic for a given ``n_jobs`` and partitioning.
     """
-    prepared = model.prepare(params)
-    backend = LocalThreads(int(n_jobs))
-
-    def summed(run: Sequence) -> Stats:
-        total = model.e_step(prepared, run[0])
-        for batch in run[1:]:
-            total = total + model.e_step(prepared, batch)
-        return total
-
-    total: Stats | None = None
-    for piece in data.pieces():
-        batches = list(piece.batches(max_rows))
-        if not batches:
-            continue
-        for part in backend.map_runs(summed, batches):
-            total = part if total is None else total + part
+    total = data.sum_pieces(PieceEStep(model, int(max_rows), int(n_jobs)), model.prepare(params))
     if total is None:
         raise ValueError("the data set has no rows")
     return total
+
+
+@dataclass(frozen=True)
+class PieceEStep:
+    """The E-step of one in-memory piece: its batches of ``max_rows`` on ``n_jobs`` threads,
+    their statistics summed in order (None for a piece without rows).  A value, so that it can
+    be shipped to the worker holding the piece."""
+
+    model: Any
+    max_rows: int
+    n_jobs: int
+
+    def __call__(self, prepared: Any, piece: Any) -> Stats | None:
+        batches = list(piece.batches(self.max_rows))
+        if not batches:
+            return None
+        model = self.model
+
+        def summed(run: Sequence) -> Stats:
+            total = model.e_step(prepared, run[0])
+            for batch in run[1:]:
+                total = total + model.e_step(prepared, batch)
+            return total
+
+        parts = LocalThreads(self.n_jobs).map_runs(summed, batches)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
 
 
 class _Runner:

@@ -7,7 +7,7 @@ engine owns every loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -63,9 +63,11 @@ class DataSource(Protocol):
 
     ``pieces()`` yields in-memory parts of the data, in order, that together hold every row once
     (an in-memory source is one piece; an out-of-core one reads a piece at a time,
-    :mod:`emkit.engine.sources`); ``batches(max_rows)`` yields every row once, in order, at most
-    ``max_rows`` per batch (a source of whole sequences may exceed it by one sequence);
-    ``sample(max_rows, rng)`` is a source of at most ``max_rows`` rows drawn without
+    :mod:`emkit.engine.sources`); ``sum_pieces(step, prepared)`` is ``Σ step(prepared, piece)``
+    in the pieces' order, computed where the pieces are (here, or on Dask workers: the one
+    place an E-step's statistics are summed); ``batches(max_rows)`` yields every row once, in
+    order, at most ``max_rows`` per batch (a source of whole sequences may exceed it by one
+    sequence); ``sample(max_rows, rng)`` is a source of at most ``max_rows`` rows drawn without
     replacement (the source itself when it is that small), so no ``init`` reads more than that.
     """
 
@@ -73,6 +75,8 @@ class DataSource(Protocol):
     def n_rows(self) -> int: ...
 
     def pieces(self) -> Iterator[Any]: ...
+
+    def sum_pieces(self, step: Callable[[Any, Any], Any], prepared: Any) -> Any: ...
 
     def batches(self, max_rows: int) -> Iterator[Any]: ...
 
@@ -137,6 +141,10 @@ class ArrayData:
 
     def pieces(self) -> Iterator[ArrayData]:
         yield self
+
+    def sum_pieces(self, step: Callable[[Any, Any], Any], prepared: Any) -> Any:
+        """``step(prepared, self)``: the data are one piece, here."""
+        return step(prepared, self)
 
     def batches(self, max_rows: int) -> Iterator[Batch]:
         n = self.n_rows

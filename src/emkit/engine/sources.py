@@ -14,7 +14,7 @@ needs ``pyarrow`` (the ``parquet`` extra).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +68,17 @@ class TableSource:
     def pieces(self) -> Iterator[ArrayData]:
         """Every piece as an in-memory data set, in order."""
         raise NotImplementedError
+
+    def labels(self) -> list[str]:
+        """Where each piece is (a file and row group), for error messages."""
+        return [_where(piece) for piece in self.piece_list]
+
+    def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
+        """``Σ step(prepared, piece)`` over the pieces, in order, read here (the E-step)."""
+        return sum_in_order(
+            _located(step, prepared, label, piece)
+            for label, piece in zip(self.labels(), self.pieces(), strict=True)
+        )
 
     def batches(self, max_rows: int) -> Iterator[Batch]:
         for piece in self.pieces():
@@ -130,6 +141,38 @@ def sample_pieces(
     return ArrayData(
         np.concatenate([p.X for p in chosen]), np.concatenate([p.weights for p in chosen])
     )
+
+
+PieceStep = Callable[[Any, Any], Any]  # (prepared parameters, in-memory piece) -> Stats | None
+
+
+def sum_in_order(parts: Iterable[Any]) -> Any:
+    """The sum of the statistics ``parts`` (None: a piece without rows), left to right."""
+    total = None
+    for part in parts:
+        if part is not None:
+            total = part if total is None else total + part
+    if total is None:
+        raise ValueError("the data set has no rows")
+    return total
+
+
+def _located(step: PieceStep, prepared: Any, label: str, piece: Any) -> Any:
+    """``step(prepared, piece)``; a ``ValueError`` is raised again naming the piece."""
+    try:
+        return step(prepared, piece)
+    except ValueError as exc:
+        raise located_error(exc, label) from None
+
+
+def located_error(exc: ValueError, label: str, start: int | None = None,
+                  stop: int | None = None) -> ValueError:
+    """``exc`` with the piece (and its rows of the data, when known) in front of its message."""
+    where = label
+    if start is not None and stop is not None:
+        where += (f", rows {start} to {stop - 1} of the data (row numbers below count from the "
+                  f"piece's first row, {start})")
+    return type(exc)(f"{where}: {exc}")
 
 
 def _where(piece: Piece) -> str:
@@ -323,18 +366,19 @@ class CheckedSource:
 
     def pieces(self) -> Iterator[Any]:
         start = 0
-        for piece, data in zip(self.source.piece_list, self.source.pieces(), strict=True):
+        for label, data in zip(self.source.labels(), self.source.pieces(), strict=True):
             stop = start + data.n_rows
             try:
                 checked = self.check(data.X)
             except ValueError as exc:
-                where = (
-                    f"{_where(piece)}, rows {start} to {stop - 1} of the data (row numbers "
-                    f"below count from the piece's first row, {start})"
-                )
-                raise type(exc)(f"{where}: {exc}") from None
+                raise located_error(exc, label, start, stop) from None
             yield checked
             start = stop
+
+    def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
+        """The source's sum (where its pieces are read: here, or on Dask workers) of ``step``
+        on every checked piece."""
+        return self.source.sum_pieces(CheckedStep(self.check, step), prepared)
 
     def batches(self, max_rows: int) -> Iterator[Any]:
         for piece in self.pieces():
@@ -345,3 +389,14 @@ class CheckedSource:
         pick): the rows an in-memory fit of the checked data would sample."""
         n_rows = sum(piece.n_rows for piece in self.pieces())
         return sample_pieces(self.pieces, n_rows, max_rows, rng)
+
+
+@dataclass(frozen=True)
+class CheckedStep:
+    """``step(prepared, check(piece.X))``: a piece checked where it is read, then its step."""
+
+    check: Callable[[np.ndarray], Any]
+    step: PieceStep
+
+    def __call__(self, prepared: Any, piece: Any) -> Any:
+        return self.step(prepared, self.check(piece.X))

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import InputError, check_finite, real_array
 from emkit.engine import EMConfig, FitResult, NumericalError, Progress, ProgressCallback, fit
+from emkit.engine.dask_source import DaskData, is_dask_collection
 from emkit.engine.protocol import INIT_SAMPLE_ROWS
 from emkit.engine.sources import CheckedSource, is_table_source
 from emkit.estimators._online import OnlineFitting
@@ -204,8 +205,11 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
 
     def _fit_data(self, X: Any, *, reset: bool, **arguments: Any) -> Any:
         """:meth:`_fit_inputs` of an array; for an out-of-core source (:class:`emkit.ParquetData`,
-        :class:`emkit.CSVData`) the model is built from its first ``INIT_SAMPLE_ROWS`` rows
-        and every piece is checked as ``fit`` checks an array each time an E-step reads it."""
+        :class:`emkit.CSVData`, a Dask array or DataFrame) the model is built from its first
+        ``INIT_SAMPLE_ROWS`` rows and every piece is checked as ``fit`` checks an array each
+        time an E-step reads it (on the Dask workers, for a Dask collection)."""
+        if is_dask_collection(X):
+            X = DaskData(X)
         if not is_table_source(X):
             return self._fit_inputs(X, reset=reset, **arguments)
         if self._out_of_core_unsupported is not None:

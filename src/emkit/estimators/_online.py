@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from emkit._validation import InputError
+from emkit.engine.dask_source import DaskData, is_dask_collection
 from emkit.engine.loop import ProgressCallback
 from emkit.engine.online import (
     DEFAULT_KAPPA,
@@ -71,6 +72,8 @@ class OnlineFitting:
         (:class:`~emkit.engine.online.OnlineMonitor` with ``tol``, windows of
         ``ONLINE_WINDOW`` batches); ``stop_early=True`` ends the pass there."""
         sizes = StepSizes(t0, kappa)
+        if is_dask_collection(batches):
+            batches = DaskData(batches)
         if is_table_source(batches):  # an out-of-core table: one step per piece
             batches = (piece.X for piece in batches.pieces())
         items = iter(batches)
