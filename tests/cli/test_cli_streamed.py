@@ -112,3 +112,18 @@ def test_a_poisson_mixture_out_of_core_equals_in_memory(tmp_path: Path) -> None:
     weighted = CliRunner().invoke(main, ["fit", "mixture", str(folder), "--family", "poisson",
                                          "-k", "2", "--weights", "n"])
     assert_user_error(weighted, "--weights needs DATA in memory")
+
+
+@pytest.mark.slow
+def test_dask_local_fits_on_a_cluster(faithful_files, tmp_path: Path) -> None:
+    folder, csv = faithful_files
+    out = tmp_path / "m.emk"
+    result = CliRunner().invoke(main, ["fit", "gmm", str(folder), "-k", "2", "--seed", "0",
+                                       "--dask", "local", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "fitted on Dask" in result.output
+    in_memory = emkit.GaussianMixture(2, random_state=0).fit(load_faithful().data)
+    np.testing.assert_allclose(emkit.load(out).means_, in_memory.means_, rtol=1e-10)
+    unreachable = CliRunner().invoke(main, ["fit", "gmm", str(csv), "-k", "2", "--dask",
+                                            "tcp://127.0.0.1:1"])
+    assert_user_error(unreachable, "no Dask scheduler answered")

@@ -18,6 +18,7 @@ from emkit._tabular import PARQUET_SUFFIXES
 from emkit._validation import InputError
 from emkit.cli._common import _split_columns, _stderr
 from emkit.cli._report import _component_table, _key_value_table
+from emkit.engine.dask_source import DaskData
 from emkit.engine.loop import Progress
 from emkit.engine.sources import CSVData, ParquetData, TableSource
 
@@ -36,6 +37,10 @@ def streamed_options(command: Callable) -> Callable:
                           "instead of batch EM."),
         click.option("--batch-size", type=click.IntRange(min=1), default=10_000,
                      show_default=True, help="Rows per online EM step (with --online)."),
+        click.option("--dask", "dask_address", metavar="local|ADDRESS",
+                     help="Fit on Dask: 'local' starts a cluster of this machine's cores, "
+                          "an address (tcp://host:8786) joins a running scheduler; each "
+                          "E-step runs on the workers that read DATA's partitions."),
     )
     for option in reversed(options):
         command = option(command)
@@ -104,11 +109,22 @@ def fit_streamed(
     batch_size: int,
     out_of_core: bool,
     quiet: bool,
+    dask_address: str | None = None,
 ) -> tuple[np.ndarray | None, list[str], int, TableSource | None]:
     """Fit ``estimator`` to DATA out of core and/or online; returns the rows in memory (None
     when read out of core), the column names, the number of rows and the source."""
     from emkit._tabular import read_table
 
+    if dask_address is not None:
+        if online:
+            raise InputError("--online and --dask: choose one (online EM runs here)")
+        with _dask_client(dask_address):
+            source = DaskData(_dask_table(data, columns))
+            with streamed_progress(not quiet, estimator.max_iter * estimator.n_init,
+                                   source.n_rows, "EM on Dask") as callback:
+                estimator.fit(source, callback=callback)
+        estimator.__dict__.pop("feature_names_in_", None)
+        return None, list(source.columns), source.n_rows, source
     source: TableSource | None = None
     X: np.ndarray | None = None
     if out_of_core or data.is_dir():
@@ -134,8 +150,42 @@ def fit_streamed(
     return X, names, n, source
 
 
+@contextlib.contextmanager
+def _dask_client(address: str) -> Iterator[Any]:
+    """A ``distributed.Client``: of a new local cluster, or of the scheduler at ``address``."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("--dask needs dask and distributed: pip install 'emkit[dask]'") from None
+    if address == "local":
+        with LocalCluster(threads_per_worker=1, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(address, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"--dask {address}: no Dask scheduler answered ({exc})") from None
+    with client:
+        yield client
+
+
+def _dask_table(data: Path, columns: str | None) -> Any:
+    """DATA as a Dask DataFrame (a Parquet folder or file, or a CSV file)."""
+    import dask.dataframe as dd
+
+    if not data.exists():
+        raise FileNotFoundError(f"no data file at {data}")
+    selected = _split_columns(columns)
+    if data.is_dir() or data.suffix.lower() in PARQUET_SUFFIXES:
+        return dd.read_parquet(data, columns=selected)
+    frame = dd.read_csv(data)
+    return frame if selected is None else frame[selected]
+
+
 def streamed_summary(
-    estimator: Any, n: int, names: Sequence[str], data: str, title: str, online: bool
+    estimator: Any, n: int, names: Sequence[str], data: str, title: str, online: bool,
+    source: TableSource | None = None,
 ) -> list[Table]:
     """The summary of a fit whose rows are not in memory: the log-likelihood is the fit's own
     (the last E-step's; after online EM, the running average over the stream)."""
@@ -143,7 +193,7 @@ def streamed_summary(
     loglik = estimator.lower_bound_ * n
     label = "log-likelihood (running, online)" if online else "log-likelihood"
     rows = [
-        ("data", f"{data} (read {'in one online pass' if online else 'out of core'})"),
+        ("data", f"{data} ({_how(online, source)})"),
         ("rows", n),
         ("features (D)", f"{len(names)}: {', '.join(names)}"),
         ("components (K)", estimator.n_components),
@@ -156,6 +206,12 @@ def streamed_summary(
         ("AIC", f"{-2 * loglik + 2 * p:.4f}"),
     ]
     return [_key_value_table(title, rows), _component_table(estimator, list(names))]
+
+
+def _how(online: bool, source: TableSource | None) -> str:
+    if online:
+        return "read in one online pass"
+    return "fitted on Dask" if isinstance(source, DaskData) else "read out of core"
 
 
 def plot_rows(X: np.ndarray | None, source: TableSource | None) -> np.ndarray:

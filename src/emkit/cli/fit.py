@@ -91,12 +91,13 @@ def fit_gmm(
     out_of_core: bool,
     online: bool,
     batch_size: int,
+    dask_address: str | None,
     force: bool,
 ) -> None:
     """Fit a Gaussian mixture to the numeric columns of DATA (a CSV or Parquet file, or a
     folder of Parquet files, which is read out of core)."""
     _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
-    streamed = online or out_of_core or data.is_dir()
+    streamed = online or out_of_core or data.is_dir() or dask_address is not None
     if not streamed:
         X, names = read_table(data, _split_columns(columns))
         _check_components("-k", n_components, X.shape[0], data)
@@ -117,7 +118,7 @@ def fit_gmm(
         with _reported_warnings():
             kept, names, n, source = fit_streamed(
                 estimator, data, columns, online=online, batch_size=batch_size,
-                out_of_core=out_of_core, quiet=quiet,
+                out_of_core=out_of_core, quiet=quiet, dask_address=dask_address,
             )
     else:
         with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
@@ -129,7 +130,7 @@ def fit_gmm(
             summary = _fit_summary(estimator, kept, names, str(data))
         else:
             summary = streamed_summary(
-                estimator, n, names, str(data), "Gaussian mixture fitted by EM", online
+                estimator, n, names, str(data), "Gaussian mixture fitted by EM", online, source
             )
         for table in summary:
             out.print(table)
@@ -196,6 +197,7 @@ def fit_mixture(
     out_of_core: bool,
     online: bool,
     batch_size: int,
+    dask_address: str | None,
     force: bool,
 ) -> None:
     """Fit a mixture of FAMILY components to the columns of DATA (a CSV or Parquet file, or a
@@ -203,13 +205,13 @@ def fit_mixture(
     from emkit.estimators.mixture import MixtureModel
 
     _check_outputs({"DATA": data}, {"-o/--output": output, "--plot": plot_path}, force)
-    if online or out_of_core or data.is_dir():
+    if online or out_of_core or data.is_dir() or dask_address is not None:
         _fit_mixture_streamed(
             MixtureModel(family, n_components, n_init=n_init, short_runs=short_runs,
                          max_iter=max_iter, tol=tol, init_params=init_params,
                          random_state=seed, accelerate="squarem" if squarem else "none"),
             data, columns, weights, drop_missing, output, plot_path, quiet, out_of_core,
-            online, batch_size,
+            online, batch_size, dask_address,
         )
         return
     text = _text_family([family])
@@ -266,8 +268,9 @@ def _fit_mixture_streamed(
     out_of_core: bool,
     online: bool,
     batch_size: int,
+    dask_address: str | None,
 ) -> None:
-    """``emkit fit mixture`` out of core or online: numeric columns, no row weights."""
+    """``emkit fit mixture`` out of core, online or on Dask: numeric columns, no weights."""
     if weights is not None or drop_missing:
         option = "--weights" if weights is not None else "--drop-missing"
         raise InputError(f"{option} needs DATA in memory: leave out --out-of-core/--online (and "
@@ -278,7 +281,7 @@ def _fit_mixture_streamed(
     with _reported_warnings():
         kept, names, n, source = fit_streamed(
             estimator, data, columns, online=online, batch_size=batch_size,
-            out_of_core=out_of_core, quiet=quiet,
+            out_of_core=out_of_core, quiet=quiet, dask_address=dask_address,
         )
     out = _stdout()
     if not quiet:
@@ -286,7 +289,7 @@ def _fit_mixture_streamed(
             summary = _mixture_summary(estimator, kept, names, str(data), None)
         else:
             title = f"{estimator.family_.name} mixture fitted by EM"
-            summary = streamed_summary(estimator, n, names, str(data), title, online)
+            summary = streamed_summary(estimator, n, names, str(data), title, online, source)
         for table in summary:
             out.print(table)
     if plot_path is not None:
