@@ -21,7 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import emkit
 from emkit import EMImputer, GaussianMixture, MissingNormal, MixtureModel
-from emkit.estimators.hmm import CategoricalHMM, GaussianHMM
+from emkit.estimators.hmm_emissions import CategoricalHMM, GaussianHMM
 from emkit.io import ModelFileError
 
 

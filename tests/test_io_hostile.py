@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import emkit
 from emkit import GaussianMixture, MixtureModel
-from emkit.estimators.hmm import GaussianHMM
+from emkit.estimators.hmm_emissions import GaussianHMM
 from emkit.io import MAX_BYTES, MAX_MEMBERS, ModelFileError, read_header
 
 MiB = 2**20

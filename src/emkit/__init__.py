@@ -2,9 +2,9 @@
 
 from emkit.engine.sources import CSVData, DataSourceError, ParquetData
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import (
+from emkit.estimators.hmm import HMM
+from emkit.estimators.hmm_emissions import (
     GMMHMM,
-    HMM,
     CategoricalHMM,
     GaussianHMM,
     MultinomialHMM,

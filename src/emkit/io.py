@@ -41,9 +41,9 @@ class ModelFileError(ValueError):
 
 def _registry() -> dict[str, type]:
     from emkit.estimators import GaussianMixture, MixtureModel
-    from emkit.estimators.hmm import (
+    from emkit.estimators.hmm import HMM
+    from emkit.estimators.hmm_emissions import (
         GMMHMM,
-        HMM,
         CategoricalHMM,
         GaussianHMM,
         MultinomialHMM,

@@ -77,6 +77,8 @@ def test_a_dataframe_fits_with_its_column_names(dask_client) -> None:
     in_memory = emkit.GaussianMixture(2, random_state=0).fit(X)
     np.testing.assert_allclose(on_cluster.means_, in_memory.means_, rtol=1e-10)
     assert list(on_cluster.feature_names_in_) == ["a", "b", "c"]
+    array_fit = emkit.GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=(700, 3)))
+    assert not hasattr(array_fit, "feature_names_in_")  # an array's columns have no names
     texts = dd.from_pandas(pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"]}), npartitions=1)
     with pytest.raises(DataSourceError, match=r"\['s'\].* not numeric"):
         emkit.GaussianMixture(1).fit(texts)

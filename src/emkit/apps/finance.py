@@ -29,7 +29,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from emkit._validation import InputError
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import HMM, GaussianHMM
+from emkit.estimators.hmm import HMM
+from emkit.estimators.hmm_emissions import GaussianHMM
 
 __all__ = [
     "EMISSIONS",

@@ -242,18 +242,7 @@ def fit_mixture(
     if not quiet:
         for table in _mixture_summary(estimator, X, names, str(data), w):
             out.print(table)
-    if plot_path is not None:
-        from emkit.plotting import new_figure, plot_mixture, save_figure
-
-        fig, ax = new_figure(figsize=(7.2, 5.4))
-        plot_mixture(estimator, X, feature_names=names, ax=ax, sample_weight=w)
-        save_figure(fig, plot_path)
-        if not quiet:
-            out.print(f"plot saved to {plot_path}")
-    if output is not None:
-        _save_model(estimator, names, output)
-        if not quiet:
-            out.print(f"model saved to {output}")
+    _plot_and_save(estimator, X, names, plot_path, output, quiet, w)
 
 
 def _fit_mixture_streamed(
@@ -292,11 +281,26 @@ def _fit_mixture_streamed(
             summary = streamed_summary(estimator, n, names, str(data), title, online, source)
         for table in summary:
             out.print(table)
+    rows = plot_rows(kept, source) if plot_path is not None else None
+    _plot_and_save(estimator, rows, names, plot_path, output, quiet)
+
+
+def _plot_and_save(
+    estimator: Any,
+    X: Any,
+    names: list[str],
+    plot_path: Path | None,
+    output: Path | None,
+    quiet: bool,
+    w: Any = None,
+) -> None:
+    """``--plot`` (the mixture over the rows ``X``) and ``-o`` of ``emkit fit mixture``."""
+    out = _stdout()
     if plot_path is not None:
         from emkit.plotting import new_figure, plot_mixture, save_figure
 
         fig, ax = new_figure(figsize=(7.2, 5.4))
-        plot_mixture(estimator, plot_rows(kept, source), feature_names=names, ax=ax)
+        plot_mixture(estimator, X, feature_names=names, ax=ax, sample_weight=w)
         save_figure(fig, plot_path)
         if not quiet:
             out.print(f"plot saved to {plot_path}")

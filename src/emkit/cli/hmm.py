@@ -39,7 +39,8 @@ from emkit.cli._report import (
     _key_value_table,
     _run_rows,
 )
-from emkit.estimators.hmm import GMMHMM, HMM, GaussianHMM
+from emkit.estimators.hmm import HMM
+from emkit.estimators.hmm_emissions import GMMHMM, GaussianHMM
 from emkit.families import make_family
 
 _HMM_DEFAULTS = HMM().get_params()

@@ -40,6 +40,11 @@ def blas_on_one_thread(threads: int) -> AbstractContextManager:
     2e5-row fit ran 1.4× slower)."""
     if threads <= 1:
         return nullcontext()
+    return one_blas_thread()
+
+
+def one_blas_thread() -> AbstractContextManager:
+    """BLAS held to one thread (a Dask task: the worker's threads are the parallelism)."""
     return _blas_controller().limit(limits=1, user_api="blas")
 
 

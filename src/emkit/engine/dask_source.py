@@ -13,11 +13,14 @@ error.  ``dask`` is imported only when such a collection is given (the ``dask`` 
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 import numpy as np
 
+from emkit.engine.backend import one_blas_thread
 from emkit.engine.loop import PieceEStep
 from emkit.engine.protocol import ArrayData
 from emkit.engine.sources import (
@@ -61,6 +64,7 @@ class DaskData(TableSource):
             if array.ndim != 2:
                 raise DataSourceError(f"a Dask array of rows must be 2-D, got shape {X.shape}")
             names = [f"x{j}" for j in range(array.shape[1])]
+            self.named = False
         if array.dtype.kind not in "biuf":
             raise DataSourceError(f"the Dask array holds {array.dtype} values, not numbers")
         if any(np.isnan(c) for c in array.chunks[0]):
@@ -121,10 +125,30 @@ def _float_rows(X: np.ndarray) -> np.ndarray:
     return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+@cache
+def _reuse_freed_memory() -> None:
+    """Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also freezes
+    glibc's mmap threshold at 128 KiB: every E-step temporary is then a fresh mapping and freed
+    memory goes straight back to the OS, so a partition's E-step ran twice as long as in the
+    client (1e6 rows, 16 x 16 full: 0.90 s against 0.45 s).  Once per worker process: map only
+    blocks above 64 MiB, give back free memory above 256 MiB (0.45-0.50 s)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 64 * 2**20)
+    libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20)
+
+
 def _partition_stats(step: PieceStep, prepared: Any, block: np.ndarray, label: str) -> Any:
     """One partition's statistics (on its worker); a ``ValueError`` names the partition."""
+    _reuse_freed_memory()
     try:
-        return step(prepared, ArrayData.of(_float_rows(block)))
+        with one_blas_thread():  # the worker's threads are the parallelism
+            return step(prepared, ArrayData.of(_float_rows(block)))
     except ValueError as exc:
         raise located_error(exc, label) from None
 

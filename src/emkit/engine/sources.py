@@ -56,6 +56,7 @@ class TableSource:
     path: Path
     columns: tuple[str, ...]
     piece_list: tuple[Piece, ...]
+    named = True  # the columns have names of their own (a Dask array's are x0, x1, …)
 
     @property
     def n_rows(self) -> int:
@@ -115,11 +116,16 @@ class TableSource:
             )
         types = [table.schema.field(name).type for name in self.columns]
         dtype = np.float32 if all(t == pa.float32() for t in types) else np.float64
-        out = np.empty((table.num_rows, len(self.columns)), dtype=dtype)
-        for j, name in enumerate(self.columns):
-            column = table.column(name).cast(pa.from_numpy_dtype(dtype))
-            out[:, j] = pc.fill_null(column, np.nan).to_numpy()
-        return out
+        target = pa.from_numpy_dtype(dtype)
+        columns = []
+        for name in self.columns:
+            column = table.column(name)
+            if column.type != target:
+                column = column.cast(target)
+            if column.null_count:
+                column = pc.fill_null(column, np.nan)
+            columns.append(column.to_numpy())
+        return np.stack(columns, axis=1)  # rows contiguous, as the E-step reads them
 
 
 def sample_pieces(
@@ -243,22 +249,24 @@ class ParquetData(TableSource):
         the current one (at most two in memory)."""
         if not self.piece_list:
             return
+        opened: dict[Path, Any] = {}  # this pass's open files (each file's footer read once)
         with ThreadPoolExecutor(1) as reader:
-            pending = reader.submit(self._read, self.piece_list[0])
+            pending = reader.submit(self._read, self.piece_list[0], opened)
             for following in (*self.piece_list[1:], None):
                 X = pending.result()
                 if following is not None:
-                    pending = reader.submit(self._read, following)
+                    pending = reader.submit(self._read, following, opened)
                 yield ArrayData.of(X)
 
-    def _read(self, piece: Piece) -> np.ndarray:
+    def _read(self, piece: Piece, opened: dict[Path, Any]) -> np.ndarray:
         import pyarrow.parquet as pq
 
         pa = _arrow()
         try:
-            table = pq.ParquetFile(piece.path).read_row_group(
-                piece.row_group, columns=list(self.columns)
-            )
+            if piece.path not in opened:
+                opened.clear()  # the previous file is done
+                opened[piece.path] = pq.ParquetFile(piece.path, memory_map=True)
+            table = opened[piece.path].read_row_group(piece.row_group, columns=list(self.columns))
         except (pa.ArrowException, OSError) as exc:
             raise DataSourceError(f"{_where(piece)} cannot be read ({exc})") from None
         return self._matrix(table, piece)

@@ -1,9 +1,9 @@
 """scikit-learn estimator shells over emkit's models."""
 
 from emkit.estimators.gaussian_mixture import GaussianMixture
-from emkit.estimators.hmm import (
+from emkit.estimators.hmm import HMM
+from emkit.estimators.hmm_emissions import (
     GMMHMM,
-    HMM,
     CategoricalHMM,
     GaussianHMM,
     MultinomialHMM,

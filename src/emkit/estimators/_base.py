@@ -136,7 +136,7 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
     ) -> FitResult:
         config = self._config()
         rng = self._rng()
-        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        warm = self._continues()
         if warm:
             start, n_init = self._get_fitted_params(), 1
         else:
@@ -171,7 +171,7 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
                 "data, or leave them out"
             ) from None
         self._set_fitted(result.params)
-        if isinstance(data, CheckedSource):  # the table's column names
+        if isinstance(data, CheckedSource) and data.source.named:  # the table's column names
             self.feature_names_in_ = np.asarray(data.source.columns, dtype=object)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
@@ -203,11 +203,17 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
     # why ``fit`` cannot read an out-of-core source (None: it can)
     _out_of_core_unsupported: str | None = None
 
-    def _fit_data(self, X: Any, *, reset: bool, **arguments: Any) -> Any:
+    def _continues(self) -> bool:
+        """A fit continues the fitted model (``warm_start`` and fitted) instead of starting anew."""
+        return bool(self.warm_start) and hasattr(self, "converged_")
+
+    def _fit_data(self, X: Any, *, reset: bool | None = None, **arguments: Any) -> Any:
         """:meth:`_fit_inputs` of an array; for an out-of-core source (:class:`emkit.ParquetData`,
         :class:`emkit.CSVData`, a Dask array or DataFrame) the model is built from its first
         ``INIT_SAMPLE_ROWS`` rows and every piece is checked as ``fit`` checks an array each
         time an E-step reads it (on the Dask workers, for a Dask collection)."""
+        if reset is None:
+            reset = not self._continues()
         if is_dask_collection(X):
             X = DaskData(X)
         if not is_table_source(X):

@@ -34,6 +34,15 @@ from emkit.engine.sources import is_table_source
 ONLINE_WINDOW = 10  # batches per window of the convergence rule (OnlineMonitor)
 
 
+def first_and_rest(batches: Iterable[Any]) -> tuple[Any, Iterator[Any]]:
+    """The first batch of a stream and an iterator of the others (an error if there is none)."""
+    items = iter(batches)
+    first = next(items, None)
+    if first is None:
+        raise InputError("fit_stream got no batches: give an iterable of arrays")
+    return first, items
+
+
 class OnlineFitting:
     """``partial_fit`` / ``fit_stream`` over an estimator's ``_fit_inputs``."""
 
@@ -76,11 +85,8 @@ class OnlineFitting:
             batches = DaskData(batches)
         if is_table_source(batches):  # an out-of-core table: one step per piece
             batches = (piece.X for piece in batches.pieces())
-        items = iter(batches)
-        first = next(items, None)
-        if first is None:
-            raise InputError("fit_stream got no batches: give an iterable of arrays")
-        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        first, items = first_and_rest(batches)
+        warm = self._continues()
         model, data = self._fit_inputs(reset=not warm, **self._stream_arguments(first))
         params = self._get_fitted_params() if warm else self._start(model, data, self._rng())
         rest = (

@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from emkit._validation import InputError, check_finite, check_spd, check_weights, check_X
 from emkit.engine.online import DEFAULT_KAPPA, DEFAULT_T0
 from emkit.estimators._base import SavedEstimator, check_fitted_common, fitted_array
+from emkit.estimators._online import first_and_rest
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.missing import MissingNormal, check_incomplete, check_normal_fitted
 from emkit.families.covariance import covariance_structure
@@ -165,10 +166,7 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
         """One online pass of the imputation model over ``batches`` (arrays or DataFrames of
         rows), as :meth:`emkit.GaussianMixture.fit_stream`."""
         self._check_params()
-        items = iter(batches)
-        first = next(items, None)
-        if first is None:
-            raise InputError("fit_stream got no batches: give an iterable of arrays")
+        first, items = first_and_rest(batches)
 
         def rows(X: Any, reset: bool) -> np.ndarray:
             return np.asarray(check_X(self, X, reset=reset, allow_nan=True), dtype=np.float64)

@@ -136,8 +136,7 @@ class MissingNormal(DensityMixin, EMEstimator):
         callback: ProgressCallback | None = None,
     ) -> MissingNormal:
         """Fit by EM; ``sample_weight`` multiplies each row's contribution to the statistics."""
-        warm = bool(self.warm_start) and hasattr(self, "converged_")
-        model, data = self._fit_data(X, reset=not warm, sample_weight=sample_weight)
+        model, data = self._fit_data(X, sample_weight=sample_weight)
         if self.se == "bootstrap" and not isinstance(data, ArrayData):
             raise InputError("se='bootstrap' refits on resampled rows held in memory: fit an "
                              "array, or use se='information' with an out-of-core source")

@@ -100,9 +100,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         callback: ProgressCallback | None = None,
     ) -> MixtureModel:
         """Fit by EM; ``sample_weight`` multiplies each row's contribution to the statistics."""
-        warm = bool(self.warm_start) and hasattr(self, "converged_")
-        model, data = self._fit_data(X, reset=not warm, sample_weight=sample_weight)
-        self._run_engine(model, data, callback)
+        self._run_engine(*self._fit_data(X, sample_weight=sample_weight), callback)
         return self
 
     def _fit_inputs(
