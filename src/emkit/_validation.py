@@ -110,6 +110,12 @@ def check_X(
     allow_nan: bool = False,
 ) -> np.ndarray:
     """Validated 2-D float array (float32 kept, anything else float64) with named errors."""
+    if type(X).__module__.startswith(("emkit.engine.", "dask")):  # rows on disk or on Dask
+        raise InputError(
+            f"{type(X).__name__} holds its rows out of memory: fit() reads it piece by piece "
+            "and fit_stream() takes a step per piece, but this method needs the rows in memory "
+            "(an array or DataFrame)"
+        )
     names = _column_names(X)
     _reject_non_numeric(X, names)
     arr = validate_data(

@@ -161,6 +161,11 @@ def test_estimators_fit_sources_and_refuse_what_they_cannot(tmp_path: Path) -> N
         emkit.GaussianHMM(2).fit(source)
     with pytest.raises(ValueError, match="bootstrap"):
         emkit.MissingNormal(se="bootstrap").fit(source)
+    for refused in (lambda: emkit.GaussianMixture(2).partial_fit(source),
+                    lambda: emkit.EMImputer().fit(source),
+                    lambda: emkit.GaussianMixture(2, random_state=0).fit(X).predict(source)):
+        with pytest.raises(ValueError, match="ParquetData holds its rows out of memory"):
+            refused()
     online = emkit.GaussianMixture(2, random_state=0).fit_stream(source)
     assert online.n_iter_ == len(source.piece_list)
     batch = emkit.GaussianMixture(2, random_state=0).fit(source)
