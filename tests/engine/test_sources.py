@@ -187,3 +187,17 @@ def test_a_memmap_fits_without_a_copy(tmp_path: Path) -> None:
     tracemalloc.stop()
     np.testing.assert_allclose(disk.means_, memory.means_, rtol=1e-12)
     assert peak < X.nbytes / 2, f"peak {peak / 2**20:.1f} MiB for {X.nbytes / 2**20:.1f} MiB"
+
+
+def test_rows_left_out_are_counted_once_from_disk_and_per_batch_online(tmp_path: Path) -> None:
+    """MissingNormal's ``n_empty_rows_`` from a source read on every E-step equals the
+    in-memory count; an online fit adds up the rows each batch left out."""
+    X = rows(9, n=600)
+    X[[5, 300, 550]] = np.nan  # three rows with nothing observed
+    source = ParquetData(write_parts(X, tmp_path / "d"))
+    with pytest.warns(UserWarning):
+        memory = emkit.MissingNormal(max_iter=5).fit(X)
+        disk = emkit.MissingNormal(max_iter=5).fit(source)
+        online = emkit.MissingNormal().fit_stream(np.array_split(X, 3))
+    assert memory.n_empty_rows_ == disk.n_empty_rows_ == online.n_empty_rows_ == 3
+    np.testing.assert_allclose(disk.covariance_, memory.covariance_, rtol=1e-10)

@@ -240,6 +240,10 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
     def _set_final_stats(self, stats: Any) -> None:
         """Attributes read from the statistics of the returned parameters (default: none)."""
 
+    def _left_out(self, given: int, data: Any, first: bool) -> None:
+        """An online batch of ``given`` rows was checked into ``data`` (``first``: the batch
+        that starts the fit); estimators that drop rows count them here (default: nothing)."""
+
     def _rng(self) -> np.random.Generator:
         random_state = check_random_state(self.random_state)
         return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))

@@ -17,6 +17,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import _num_samples
 
 from emkit._validation import InputError
 from emkit.engine.dask_source import DaskData, is_dask_collection
@@ -87,10 +88,10 @@ class OnlineFitting:
             batches = (piece.X for piece in batches.pieces())
         first, items = first_and_rest(batches)
         warm = self._continues()
-        model, data = self._fit_inputs(reset=not warm, **self._stream_arguments(first))
+        model, data = self._batch(self._stream_arguments(first), reset=not warm, first=True)
         params = self._get_fitted_params() if warm else self._start(model, data, self._rng())
         rest = (
-            self._fit_inputs(reset=False, model=model, **self._stream_arguments(item))[1]
+            self._batch(self._stream_arguments(item), reset=False, model=model)[1]
             for item in items
         )
         return self._run_online(
@@ -106,9 +107,9 @@ class OnlineFitting:
         running = self.__dict__.get("_online_fit") if fitted else None
         if running is not None:
             model, state = running
-            data = self._fit_inputs(reset=False, model=model, **arguments)[1]
+            data = self._batch(arguments, reset=False, model=model)[1]
         else:
-            model, data = self._fit_inputs(reset=not fitted, **arguments)
+            model, data = self._batch(arguments, reset=not fitted, first=True)
             params = self._get_fitted_params() if fitted else self._start(model, data, self._rng())
             state = OnlineState(params)
         return self._run_online(model, state, iter([data]), sizes, n_rows, None, False)
@@ -145,6 +146,14 @@ class OnlineFitting:
         self._set_final_stats(state.average * state.weight_seen)
         self._online_fit = (model, state)
         return self
+
+    def _batch(
+        self, arguments: dict[str, Any], *, reset: bool, model: Any = None, first: bool = False
+    ) -> tuple[Any, Any]:
+        """``(model, data)`` of one online batch (``_fit_inputs``), its dropped rows counted."""
+        model, data = self._fit_inputs(reset=reset, model=model, **arguments)
+        self._left_out(_num_samples(arguments["X"]), data, first)
+        return model, data
 
     def _stream_arguments(self, item: Any) -> dict[str, Any]:
         """``fit`` arguments of one item of a stream: ``X``, or ``(X, sample_weight)``."""

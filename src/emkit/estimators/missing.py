@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import DensityMixin
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import _num_samples
 
 from emkit._validation import (
     InputError,
@@ -140,10 +141,18 @@ class MissingNormal(DensityMixin, EMEstimator):
         if self.se == "bootstrap" and not isinstance(data, ArrayData):
             raise InputError("se='bootstrap' refits on resampled rows held in memory: fit an "
                              "array, or use se='information' with an out-of-core source")
-        self._run_engine(model, data, callback)
+        result = self._run_engine(model, data, callback)
+        if isinstance(data, ArrayData):
+            self.n_empty_rows_ = _num_samples(X) - data.n_rows
+        else:  # a source's rows weigh one each: the last E-step's weight counts those kept
+            self.n_empty_rows_ = data.n_rows - round(result.stats.weight)
         if self.se == "bootstrap":
             self.mean_se_ = self._bootstrap_errors(data.X, data.weights)
         return self
+
+    def _left_out(self, given: int, data: ArrayData, first: bool) -> None:
+        """An online batch of ``given`` rows became ``data``: count the empty rows dropped."""
+        self.n_empty_rows_ = (0 if first else self.n_empty_rows_) + given - data.n_rows
 
     def _fit_inputs(
         self, X: Any, *, reset: bool, model: Any = None, sample_weight: Any = None
@@ -158,8 +167,6 @@ class MissingNormal(DensityMixin, EMEstimator):
         keep = check_incomplete(X, w, None if names is None else [str(c) for c in names])
         X64 = np.asarray(X[keep], dtype=np.float64)
         w = w[keep]
-        empty = int(np.count_nonzero(~keep))
-        self.n_empty_rows_ = empty if model is None else self.n_empty_rows_ + empty
         if model is not None:
             return model, ArrayData(X64, w)
         n_rows = int(np.count_nonzero(w > 0))
