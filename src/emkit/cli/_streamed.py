@@ -115,36 +115,34 @@ def fit_streamed(
     when read out of core), the column names, the number of rows and the source."""
     from emkit._tabular import read_table
 
-    if dask_address is not None:
-        if online:
-            raise InputError("--online and --dask: choose one (online EM runs here)")
-        with _dask_client(dask_address):
-            source = DaskData(_dask_table(data, columns))
-            with streamed_progress(not quiet, estimator.max_iter * estimator.n_init,
-                                   source.n_rows, "EM on Dask") as callback:
-                estimator.fit(source, callback=callback)
-        estimator.__dict__.pop("feature_names_in_", None)
-        return None, list(source.columns), source.n_rows, source
+    if dask_address is not None and online:
+        raise InputError("--online and --dask: choose one (online EM runs here)")
     source: TableSource | None = None
     X: np.ndarray | None = None
-    if out_of_core or data.is_dir():
-        source = table_source(data, columns)
-        names, n = list(source.columns), source.n_rows
-    else:
-        X, names = read_table(data, _split_columns(columns))
-        n = X.shape[0]
-    if n < estimator.n_components:
-        raise InputError(f"{data} has {n} rows: fewer than the {estimator.n_components} "
-                         "components")
-    rows: Any = source if source is not None else X
-    if online:
-        steps = math.ceil(n / batch_size)
-        with streamed_progress(not quiet, steps, batch_size, "online EM") as callback:
-            estimator.fit_stream(row_batches(rows, batch_size), n_rows=n, callback=callback)
-    else:
-        steps = estimator.max_iter * estimator.n_init
-        with streamed_progress(not quiet, steps, n, "EM") as callback:
-            estimator.fit(rows, callback=callback)
+    on_dask = _dask_client(dask_address) if dask_address is not None else contextlib.nullcontext()
+    with on_dask:
+        if dask_address is not None:
+            source = DaskData(_dask_table(data, columns))
+        elif out_of_core or data.is_dir():
+            source = table_source(data, columns)
+        else:
+            X, names = read_table(data, _split_columns(columns))
+        rows: Any = source if source is not None else X
+        n = source.n_rows if source is not None else rows.shape[0]
+        if source is not None:
+            names = list(source.columns)
+        if n < estimator.n_components:
+            raise InputError(f"{data} has {n} rows: fewer than the {estimator.n_components} "
+                             "components")
+        if online:
+            steps = math.ceil(n / batch_size)
+            with streamed_progress(not quiet, steps, batch_size, "online EM") as callback:
+                estimator.fit_stream(row_batches(rows, batch_size), n_rows=n, callback=callback)
+        else:
+            steps = estimator.max_iter * estimator.n_init
+            label = "EM on Dask" if dask_address is not None else "EM"
+            with streamed_progress(not quiet, steps, n, label) as callback:
+                estimator.fit(rows, callback=callback)
     # as after the in-memory commands, which fit arrays: the names travel in the model file
     estimator.__dict__.pop("feature_names_in_", None)
     return X, names, n, source

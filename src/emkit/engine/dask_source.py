@@ -29,8 +29,8 @@ from emkit.engine.sources import (
     PieceStep,
     TableSource,
     located_error,
-    sum_in_order,
 )
+from emkit.engine.stats import sum_in_order
 
 
 def is_dask_collection(X: Any) -> bool:

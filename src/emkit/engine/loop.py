@@ -18,7 +18,7 @@ import numpy as np
 from emkit.engine.backend import LocalThreads
 from emkit.engine.monitor import Monitor, StoppingRule
 from emkit.engine.protocol import Flattenable, Model
-from emkit.engine.stats import Stats
+from emkit.engine.stats import Stats, sum_in_order
 
 P = TypeVar("P")
 
@@ -144,16 +144,9 @@ class PieceEStep:
         model = self.model
 
         def summed(run: Sequence) -> Stats:
-            total = model.e_step(prepared, run[0])
-            for batch in run[1:]:
-                total = total + model.e_step(prepared, batch)
-            return total
+            return sum_in_order(model.e_step(prepared, batch) for batch in run)
 
-        parts = LocalThreads(self.n_jobs).map_runs(summed, batches)
-        total = parts[0]
-        for part in parts[1:]:
-            total = total + part
-        return total
+        return sum_in_order(LocalThreads(self.n_jobs).map_runs(summed, batches))
 
 
 class _Runner:

@@ -14,7 +14,7 @@ needs ``pyarrow`` (the ``parquet`` extra).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from emkit.engine.protocol import ArrayData, Batch
+from emkit.engine.stats import sum_in_order
 
 CSV_BLOCK_BYTES = 16 * 2**20  # bytes of CSV text per piece
 
@@ -150,17 +151,6 @@ def sample_pieces(
 
 
 PieceStep = Callable[[Any, Any], Any]  # (prepared parameters, in-memory piece) -> Stats | None
-
-
-def sum_in_order(parts: Iterable[Any]) -> Any:
-    """The sum of the statistics ``parts`` (None: a piece without rows), left to right."""
-    total = None
-    for part in parts:
-        if part is not None:
-            total = part if total is None else total + part
-    if total is None:
-        raise ValueError("the data set has no rows")
-    return total
 
 
 def _located(step: PieceStep, prepared: Any, label: str, piece: Any) -> Any:
@@ -340,11 +330,14 @@ class CSVData(TableSource):
 
     def pieces(self) -> Iterator[ArrayData]:
         pa = _arrow()
-        for piece, batch in zip(self.piece_list, self._nonempty_blocks(), strict=False):
+        blocks = (b for b in self._blocks() if b.num_rows)
+        for piece in self.piece_list:
+            batch = next(blocks, None)
+            if batch is None:
+                raise DataSourceError(f"{self.path} has fewer rows than when it was opened")
             yield ArrayData.of(self._matrix(pa.Table.from_batches([batch]), piece))
-
-    def _nonempty_blocks(self) -> Iterator[Any]:
-        return (b for b in self._blocks() if b.num_rows)
+        if next(blocks, None) is not None:
+            raise DataSourceError(f"{self.path} has more rows than when it was opened")
 
     def __repr__(self) -> str:
         return f"CSVData({str(self.path)!r}, {self.n_rows} rows, columns={list(self.columns)})"

@@ -15,7 +15,7 @@ unchanged; :meth:`Stats.allclose` compares it exactly.  Every other field is sum
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Self
 
@@ -111,6 +111,18 @@ class Stats:
 
     def with_loglik(self, loglik: float) -> Self:
         return replace(self, loglik=loglik)
+
+
+def sum_in_order(parts: Iterable[Any]) -> Any:
+    """The sum of the statistics ``parts``, left to right (None, a piece without rows, is
+    skipped): the one fixed order in which the engine adds batches, runs and pieces."""
+    total = None
+    for part in parts:
+        if part is not None:
+            total = part if total is None else total + part
+    if total is None:
+        raise ValueError("the data set has no rows")
+    return total
 
 
 def add_leaves(a: Any, b: Any) -> Any:
