@@ -166,6 +166,9 @@ class ContractCase:
                     ``data.n_rows`` of them), or None when the model takes no weights.
     acceleration_problem: () -> a Problem on which plain EM crawls (SQUAREM must win there).
     estimator:      (**overrides) -> an unfitted estimator; estimator_data: seed -> its X.
+    sequence_lengths: for models of sequences, seed -> lengths that cut estimator_data(seed)
+                    into sequences (item 5 fits them in memory with these lengths and from
+                    sources with a column of sequence ids); None for models of rows.
     fitted_params:  fitted estimator -> {name: array} of its parameters.
     lacks:          {capability: reason} for every capability (CAPABILITIES) the case does not
                     have; the items needing one are skipped for this case with that reason.
@@ -182,6 +185,7 @@ class ContractCase:
     degenerate: Callable[[Any, Any], bool] = lambda model, params: False
     degenerate_errors: tuple[type[BaseException], ...] = ()
     acceleration_problem: Callable[[], Problem] | None = None
+    sequence_lengths: Callable[[int], np.ndarray] | None = None
     predict_methods: tuple[str, ...] = ("predict", "predict_proba", "score_samples")
     max_rows: tuple[int, ...] = (1, 7, 64, 10**9)
     # statistics of split data vs whole data: Stats.allclose(rtol, atol)
@@ -286,14 +290,20 @@ def _fit(estimator: Any, X: Any) -> Any:
     return _quiet(lambda: estimator.fit(X))
 
 
-def write_parquet_parts(X: np.ndarray, folder: Path, n_files: int, row_group_rows: int) -> Path:
-    """``X`` as ``n_files`` Parquet part files (columns ``x0``, ``x1``, …) of small row groups."""
+def write_parquet_parts(
+    X: np.ndarray, folder: Path, n_files: int, row_group_rows: int, ids: Any = None
+) -> Path:
+    """``X`` as ``n_files`` Parquet part files (columns ``x0``, ``x1``, …) of small row groups;
+    ``ids``: a first column ``seq`` of sequence ids."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder.mkdir(parents=True)
-    for i, part in enumerate(np.array_split(X, n_files)):
-        table = pa.table({f"x{j}": part[:, j] for j in range(X.shape[1])})
+    rows = np.array_split(np.arange(X.shape[0]), n_files)
+    for i, index in enumerate(rows):
+        part = X[index]
+        columns = {} if ids is None else {"seq": np.asarray(ids)[index]}
+        table = pa.table({**columns, **{f"x{j}": part[:, j] for j in range(X.shape[1])}})
         pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=row_group_rows)
     return folder
 
@@ -590,17 +600,26 @@ class EMContract:
         self, case: ContractCase, tmp_path: Path
     ) -> None:
         X = np.asarray(case.estimator_data(14), dtype=np.float64)
-        folder = write_parquet_parts(X, tmp_path / "parts", n_files=2, row_group_rows=37)
+        lengths = None if case.sequence_lengths is None else case.sequence_lengths(14)
+        # sequences: a column of sequence ids (named "seq", not a feature) in front
+        ids = None if lengths is None else np.repeat(np.arange(lengths.size) * 3 + 1, lengths)
+        folder = write_parquet_parts(X, tmp_path / "parts", n_files=2, row_group_rows=37, ids=ids)
         csv = tmp_path / "rows.csv"
         header = ",".join(f"x{j}" for j in range(X.shape[1]))
-        np.savetxt(csv, X, delimiter=",", header=header, comments="", fmt="%.17g")
+        table = X if ids is None else np.column_stack([ids, X])
+        np.savetxt(csv, table, delimiter=",", comments="", fmt="%.17g",
+                   header=header if ids is None else "seq," + header)
         csv.write_text(csv.read_text().replace("nan", ""))  # an empty cell is missing
+        sequence = None if ids is None else "seq"
 
-        def fitted(data: Any) -> Any:
-            return _fit(case.estimator(max_iter=8, tol=0.0, random_state=5), data)
+        def fitted(data: Any, *lengths: Any) -> Any:
+            estimator = case.estimator(max_iter=8, tol=0.0, random_state=5)
+            return _quiet(lambda: estimator.fit(data, *lengths))
 
-        in_memory = fitted(X)
-        for source in (emkit.ParquetData(folder), emkit.CSVData(csv)):
+        in_memory = fitted(X) if lengths is None else fitted(X, lengths)
+        sources = (emkit.ParquetData(folder, sequence=sequence),
+                   emkit.CSVData(csv, sequence=sequence))
+        for source in sources:
             from_disk = fitted(source)  # (n_iter_ may differ where the fit converges exactly)
             assert_params_close(
                 case.fitted_params(from_disk), case.fitted_params(in_memory), 1e-9, 1e-11
@@ -616,11 +635,19 @@ class EMContract:
 
         X = np.asarray(case.estimator_data(15), dtype=np.float64)
 
-        def fitted(data: Any) -> Any:
-            return _fit(case.estimator(max_iter=8, tol=0.0, random_state=5), data)
+        def fitted(data: Any, *lengths: Any) -> Any:
+            estimator = case.estimator(max_iter=8, tol=0.0, random_state=5)
+            return _quiet(lambda: estimator.fit(data, *lengths))
 
-        in_memory = fitted(X)
-        on_cluster = fitted(da.from_array(X, chunks=(61, X.shape[1])))  # 4 partitions or so
+        if case.sequence_lengths is None:
+            in_memory = fitted(X)
+            on_cluster = fitted(da.from_array(X, chunks=(61, X.shape[1])))  # 4 partitions or so
+        else:  # partitions of whole sequences: two sequences each, or so
+            lengths = case.sequence_lengths(15)
+            chunks = tuple(int(part.sum()) for part in np.array_split(lengths, 3))
+            in_memory = fitted(X, lengths)
+            source = emkit.DaskData(da.from_array(X, chunks=(chunks, X.shape[1])), lengths=lengths)
+            on_cluster = fitted(source)
         assert_params_close(
             case.fitted_params(on_cluster), case.fitted_params(in_memory), 1e-9, 1e-11
         )

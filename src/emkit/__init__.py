@@ -1,5 +1,6 @@
 """emkit: latent-variable models fitted by Expectation-Maximization, one engine for all."""
 
+from emkit.engine.dask_source import DaskData
 from emkit.engine.sources import CSVData, DataSourceError, ParquetData
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.hmm import HMM
@@ -25,6 +26,7 @@ __all__ = [
     "HMM",
     "CSVData",
     "CategoricalHMM",
+    "DaskData",
     "DataSourceError",
     "EMImputer",
     "GaussianHMM",

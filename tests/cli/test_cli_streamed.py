@@ -127,3 +127,31 @@ def test_dask_local_fits_on_a_cluster(faithful_files, tmp_path: Path) -> None:
     unreachable = CliRunner().invoke(main, ["fit", "gmm", str(csv), "-k", "2", "--dask",
                                             "tcp://127.0.0.1:1"])
     assert_user_error(unreachable, "no Dask scheduler answered")
+
+
+def test_an_hmm_on_a_parquet_folder_of_sequences_equals_in_memory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    lengths = np.array([70, 45, 120, 15, 50])
+    X = np.concatenate([np.repeat(rng.normal(0, 3, size=(n // 5 + 1, 1)), 5)[:n, None]
+                        + rng.normal(size=(n, 1)) for n in lengths])
+    ids = np.repeat([f"day-{i}" for i in range(lengths.size)], lengths)
+    folder = tmp_path / "days"
+    folder.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(X.shape[0]), 2)):
+        pq.write_table(pa.table({"day": ids[rows], "x": X[rows, 0]}), folder / f"p{i}.parquet",
+                       row_group_size=33)
+    out = tmp_path / "h.emk"
+    runner = CliRunner()
+    result = runner.invoke(main, ["fit", "hmm", str(folder), "--states", "2", "--sequence",
+                                  "day", "--seed", "0", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "read out of core" in result.output and "5 (lengths 15–120)" in result.output
+    in_memory = emkit.GaussianHMM(2, random_state=0).fit(X, lengths)
+    np.testing.assert_allclose(emkit.load(out).means_, in_memory.means_, rtol=1e-9)
+    np.testing.assert_allclose(emkit.load(out).transmat_, in_memory.transmat_, rtol=1e-9,
+                               atol=1e-12)
+    no_ids = runner.invoke(main, ["fit", "hmm", str(folder), "--states", "2"])
+    assert_user_error(no_ids, "--sequence COLUMN")
+    labels = runner.invoke(main, ["fit", "hmm", str(folder), "--states", "2", "--sequence",
+                                  "day", "--emission", "categorical"])
+    assert_user_error(labels, "reads labels")

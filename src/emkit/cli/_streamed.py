@@ -1,5 +1,6 @@
 """Fits that read their data a piece at a time (out of core) or in one online pass: the sources,
-the batches, the progress (rows/s) and the summary of ``emkit fit gmm|mixture``."""
+the batches, the progress (rows/s) and the summary of ``emkit fit gmm|mixture`` (and the
+out-of-core and Dask fits of ``emkit fit hmm``)."""
 
 from __future__ import annotations
 
@@ -25,36 +26,75 @@ from emkit.engine.sources import CSVData, ParquetData, TableSource
 PLOT_ROWS = 20_000  # rows of an out-of-core table a --plot draws (its first rows)
 
 
+_OUT_OF_CORE = click.option(
+    "--out-of-core", is_flag=True,
+    help="Read DATA a piece at a time (Parquet row groups, CSV blocks) on every iteration "
+         "instead of loading it; a folder of Parquet files always is.")
+_DASK = click.option(
+    "--dask", "dask_address", metavar="local|ADDRESS",
+    help="Fit on Dask: 'local' starts a cluster of this machine's cores, an address "
+         "(tcp://host:8786) joins a running scheduler; each E-step runs on the workers that "
+         "read DATA's partitions.")
+
+
 def streamed_options(command: Callable) -> Callable:
-    """``--out-of-core``, ``--online`` and ``--batch-size``."""
+    """``--out-of-core``, ``--online``, ``--batch-size`` and ``--dask``."""
     options = (
-        click.option("--out-of-core", is_flag=True,
-                     help="Read DATA a piece at a time (Parquet row groups, CSV blocks) on every "
-                          "iteration instead of loading it; a folder of Parquet files always "
-                          "is."),
+        _OUT_OF_CORE,
         click.option("--online", is_flag=True,
                      help="One pass of online (stepwise) EM over batches of --batch-size rows "
                           "instead of batch EM."),
         click.option("--batch-size", type=click.IntRange(min=1), default=10_000,
                      show_default=True, help="Rows per online EM step (with --online)."),
-        click.option("--dask", "dask_address", metavar="local|ADDRESS",
-                     help="Fit on Dask: 'local' starts a cluster of this machine's cores, "
-                          "an address (tcp://host:8786) joins a running scheduler; each "
-                          "E-step runs on the workers that read DATA's partitions."),
+        _DASK,
     )
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def table_source(data: Path, columns: str | None) -> TableSource:
-    """DATA as an out-of-core source: a folder of Parquet files, a Parquet file or a CSV file."""
+def out_of_core_options(command: Callable) -> Callable:
+    """``--out-of-core`` and ``--dask`` (models of sequences: no row batches)."""
+    return _OUT_OF_CORE(_DASK(command))
+
+
+def table_source(data: Path, columns: str | None, sequence: str | None = None) -> TableSource:
+    """DATA as an out-of-core source: a folder of Parquet files, a Parquet file or a CSV file
+    (``sequence``: its column of sequence ids)."""
     if not data.exists():
         raise FileNotFoundError(f"no data file at {data}")
     selected = _split_columns(columns)
     if data.is_dir() or data.suffix.lower() in PARQUET_SUFFIXES:
-        return ParquetData(data, selected)
-    return CSVData(data, selected)
+        return ParquetData(data, selected, sequence=sequence)
+    return CSVData(data, selected, sequence=sequence)
+
+
+def fit_source(
+    estimator: Any,
+    data: Path,
+    columns: str | None,
+    *,
+    sequence: str | None,
+    quiet: bool,
+    dask_address: str | None = None,
+    needs: tuple[int, str] = (1, "rows"),
+) -> TableSource:
+    """Fit ``estimator`` to DATA read out of core (or on Dask) with a progress display;
+    returns the source.  ``needs``: the fewest rows, and what needs them (for the error)."""
+    on_dask = _dask_client(dask_address) if dask_address is not None else contextlib.nullcontext()
+    with on_dask:
+        if dask_address is not None:
+            source: TableSource = DaskData(_dask_table(data, columns, sequence), sequence=sequence)
+        else:
+            source = table_source(data, columns, sequence)
+        _check_rows(data, source.n_rows, needs)
+        steps = estimator.max_iter * estimator.n_init
+        label = "EM on Dask" if dask_address is not None else "EM"
+        with streamed_progress(not quiet, steps, source.n_rows, label) as callback:
+            estimator.fit(source, callback=callback)
+    # as after the in-memory commands, which fit arrays: the names travel in the model file
+    estimator.__dict__.pop("feature_names_in_", None)
+    return source
 
 
 def row_batches(data: np.ndarray | TableSource, size: int) -> Iterator[np.ndarray]:
@@ -111,41 +151,37 @@ def fit_streamed(
     quiet: bool,
     dask_address: str | None = None,
 ) -> tuple[np.ndarray | None, list[str], int, TableSource | None]:
-    """Fit ``estimator`` to DATA out of core and/or online; returns the rows in memory (None
-    when read out of core), the column names, the number of rows and the source."""
+    """Fit ``estimator`` (a mixture) to DATA out of core and/or online; returns the rows in
+    memory (None when read out of core), the column names, the number of rows and the
+    source."""
     from emkit._tabular import read_table
 
     if dask_address is not None and online:
         raise InputError("--online and --dask: choose one (online EM runs here)")
-    source: TableSource | None = None
-    X: np.ndarray | None = None
-    on_dask = _dask_client(dask_address) if dask_address is not None else contextlib.nullcontext()
-    with on_dask:
-        if dask_address is not None:
-            source = DaskData(_dask_table(data, columns))
-        elif out_of_core or data.is_dir():
-            source = table_source(data, columns)
-        else:
-            X, names = read_table(data, _split_columns(columns))
-        rows: Any = source if source is not None else X
-        n = source.n_rows if source is not None else rows.shape[0]
-        if source is not None:
-            names = list(source.columns)
-        if n < estimator.n_components:
-            raise InputError(f"{data} has {n} rows: fewer than the {estimator.n_components} "
-                             "components")
-        if online:
-            steps = math.ceil(n / batch_size)
-            with streamed_progress(not quiet, steps, batch_size, "online EM") as callback:
-                estimator.fit_stream(row_batches(rows, batch_size), n_rows=n, callback=callback)
-        else:
-            steps = estimator.max_iter * estimator.n_init
-            label = "EM on Dask" if dask_address is not None else "EM"
-            with streamed_progress(not quiet, steps, n, label) as callback:
-                estimator.fit(rows, callback=callback)
-    # as after the in-memory commands, which fit arrays: the names travel in the model file
-    estimator.__dict__.pop("feature_names_in_", None)
+    needs = (estimator.n_components, "components")
+    if not online:
+        source = fit_source(estimator, data, columns, sequence=None, quiet=quiet,
+                            dask_address=dask_address, needs=needs)
+        return None, list(source.columns), source.n_rows, source
+    source, X = None, None
+    if out_of_core or data.is_dir():
+        source = table_source(data, columns)
+        rows: Any = source
+        n, names = source.n_rows, list(source.columns)
+    else:
+        X, names = read_table(data, _split_columns(columns))
+        rows, n = X, X.shape[0]
+    _check_rows(data, n, needs)
+    with streamed_progress(not quiet, math.ceil(n / batch_size), batch_size,
+                           "online EM") as callback:
+        estimator.fit_stream(row_batches(rows, batch_size), n_rows=n, callback=callback)
+    estimator.__dict__.pop("feature_names_in_", None)  # as in fit_source
     return X, names, n, source
+
+
+def _check_rows(data: Path, n: int, needs: tuple[int, str]) -> None:
+    if n < needs[0]:
+        raise InputError(f"{data} has {n} rows: fewer than the {needs[0]} {needs[1]}")
 
 
 @contextlib.contextmanager
@@ -168,13 +204,16 @@ def _dask_client(address: str) -> Iterator[Any]:
         yield client
 
 
-def _dask_table(data: Path, columns: str | None) -> Any:
-    """DATA as a Dask DataFrame (a Parquet folder or file, or a CSV file)."""
+def _dask_table(data: Path, columns: str | None, sequence: str | None = None) -> Any:
+    """DATA as a Dask DataFrame (a Parquet folder or file, or a CSV file); with ``sequence``,
+    its column of sequence ids besides the chosen columns."""
     import dask.dataframe as dd
 
     if not data.exists():
         raise FileNotFoundError(f"no data file at {data}")
     selected = _split_columns(columns)
+    if selected is not None and sequence is not None:
+        selected = [sequence, *selected]
     if data.is_dir() or data.suffix.lower() in PARQUET_SUFFIXES:
         return dd.read_parquet(data, columns=selected)
     frame = dd.read_csv(data)

@@ -3,7 +3,8 @@
 Rows are time steps in file order.  ``--sequence COLUMN`` cuts them into sequences: every run of
 equal consecutive values in that column is one sequence (its ``lengths``); the column is not a
 feature.  Missing cells (empty, ``NA``) are kept: the HMM marginalises them, and whole missing
-rows, so the hidden chain moves on through gaps.
+rows, so the hidden chain moves on through gaps.  ``--out-of-core`` (always for a folder of
+Parquet files) and ``--dask`` read DATA a piece of whole sequences at a time on every iteration.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from emkit.cli._report import (
     _key_value_table,
     _run_rows,
 )
+from emkit.cli._streamed import fit_source, out_of_core_options
+from emkit.engine.dask_source import DaskData
+from emkit.engine.sources import TableSource
 from emkit.estimators.hmm import HMM
 from emkit.estimators.hmm_emissions import GMMHMM, GaussianHMM
 from emkit.families import make_family
@@ -119,6 +123,7 @@ def _check_rows(X: np.ndarray, data: Path, K: int) -> None:
 @click.option("--left-right", is_flag=True,
               help="Left-right chain: start in state 0, then stay or move one state on.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@out_of_core_options
 @_force_option
 def fit_hmm(
     data: Path,
@@ -135,6 +140,8 @@ def fit_hmm(
     seed: int | None,
     left_right: bool,
     quiet: bool,
+    out_of_core: bool,
+    dask_address: str | None,
     force: bool,
 ) -> None:
     """Fit a hidden Markov model to the rows of DATA (in file order) by Baum-Welch.
@@ -159,23 +166,45 @@ def fit_hmm(
     else:
         estimator = HMM(emission, n_states, **settings)
     family = make_family(emission)
-    X, names = read_table(data, _columns_besides(data, columns, sequence, "--sequence"),
-                          text=not family.numeric_input)
-    lengths = sequence_lengths(data, sequence, X.shape[0])
-    _check_rows(X, data, n_states)
-    with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
-        try:
-            estimator.fit(X, lengths, callback=callback)
-        except InputError as exc:
-            raise _in_file_terms(exc, names) from None
+    if out_of_core or data.is_dir() or dask_address is not None:
+        source = _fit_out_of_core(estimator, data, columns, sequence, family, quiet, dask_address)
+        names = list(source.columns)
+        summary = _streamed_hmm_summary(estimator, source, str(data), left_right)
+    else:
+        X, names = read_table(data, _columns_besides(data, columns, sequence, "--sequence"),
+                              text=not family.numeric_input)
+        lengths = sequence_lengths(data, sequence, X.shape[0])
+        _check_rows(X, data, n_states)
+        with _reported_warnings(), _fit_progress(not quiet, max_iter, n_init) as callback:
+            try:
+                estimator.fit(X, lengths, callback=callback)
+            except InputError as exc:
+                raise _in_file_terms(exc, names) from None
+        summary = _hmm_summary(estimator, X, lengths, names, str(data), left_right)
     out = _stdout()
     if not quiet:
-        for table in _hmm_summary(estimator, X, lengths, names, str(data), left_right):
+        for table in summary:
             out.print(table)
     if output is not None:
         _save_model(estimator, names, output)
         if not quiet:
             out.print(f"model saved to {output}")
+
+
+def _fit_out_of_core(
+    estimator: HMM, data: Path, columns: str | None, sequence: str | None, family: Any,
+    quiet: bool, dask_address: str | None,
+) -> TableSource:
+    """Fit to DATA read a piece of whole sequences at a time (or on Dask)."""
+    if not family.numeric_input:
+        raise InputError(f"--out-of-core and --dask read numeric columns; --emission "
+                         f"{family.name} reads labels: fit it in memory")
+    if sequence is None:
+        raise InputError("--out-of-core and --dask read DATA a piece of whole sequences at a "
+                         "time: name the column of sequence ids with --sequence COLUMN")
+    with _reported_warnings():
+        return fit_source(estimator, data, columns, sequence=sequence, quiet=quiet,
+                          dask_address=dask_address, needs=(estimator.n_states, "states"))
 
 
 # --- summaries -----------------------------------------------------------------------------------
@@ -223,6 +252,36 @@ def _hmm_summary(
     return [
         _key_value_table("hidden Markov model fitted by EM", rows),
         *hmm_tables(estimator, names),
+    ]
+
+
+def _streamed_hmm_summary(
+    estimator: HMM, source: TableSource, data: str, left_right: bool
+) -> list[Table]:
+    """The summary of a fit whose rows are not in memory: the log-likelihood is the last
+    E-step's (the fit's own)."""
+    n, lengths = source.n_rows, source.lengths
+    assert lengths is not None
+    loglik = estimator.lower_bound_ * n
+    p = estimator.n_parameters()
+    how = "fitted on Dask" if isinstance(source, DaskData) else "read out of core"
+    rows: list[tuple[str, Any]] = [
+        ("data", f"{data} ({how})"),
+        ("rows", n),
+        ("sequences", f"{lengths.size} (lengths {lengths.min()}–{lengths.max()})"),
+        ("features (D)", f"{source.width}: {_list(list(source.columns))}"),
+        ("emission", _emission_name(estimator)),
+        ("states (K)", estimator.n_states),
+        ("chain", "left-right" if left_right else "ergodic (every transition allowed)"),
+        *_run_rows(estimator),
+        ("log-likelihood", f"{loglik:.6f}"),
+        ("parameters", p),
+        ("BIC", f"{-2 * loglik + p * np.log(n):.4f}"),
+        ("AIC", f"{-2 * loglik + 2 * p:.4f}"),
+    ]
+    return [
+        _key_value_table("hidden Markov model fitted by EM", rows),
+        *hmm_tables(estimator, list(source.columns)),
     ]
 
 

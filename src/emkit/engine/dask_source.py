@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from emkit.engine.backend import one_blas_thread
+from emkit.engine.data import SequenceData, check_lengths, sample_sequences
 from emkit.engine.loop import PieceEStep
 from emkit.engine.protocol import ArrayData
 from emkit.engine.sources import (
@@ -31,6 +32,7 @@ from emkit.engine.sources import (
     located_error,
 )
 from emkit.engine.stats import sum_in_order
+from emkit.engine.table_sequences import SequenceIdError, check_runs_unique, has_missing, plain
 
 
 def is_dask_collection(X: Any) -> bool:
@@ -44,12 +46,38 @@ def is_dask_collection(X: Any) -> bool:
 
 class DaskData(TableSource):
     """The rows of a 2-D Dask array, or of the (numeric) columns of a Dask DataFrame, a
-    partition (a block of whole rows) per piece."""
+    partition (a block of whole rows) per piece.  Sequences (hidden Markov models): the
+    DataFrame's column of sequence ids (``sequence``), or the sequences' ``lengths``; every
+    sequence must lie within one partition."""
 
-    def __init__(self, X: Any, columns: list[str] | None = None):
+    def __init__(
+        self,
+        X: Any,
+        columns: list[str] | None = None,
+        *,
+        sequence: str | None = None,
+        lengths: Any = None,
+    ):
         import dask.dataframe as dd
 
+        if sequence is not None and lengths is not None:
+            raise DataSourceError("give the sequence column or the lengths, not both")
+        ids = None
         if isinstance(X, dd.DataFrame):
+            if sequence is not None:
+                if sequence not in X.columns:
+                    raise DataSourceError(
+                        f"the Dask DataFrame has no sequence column {sequence!r}; its columns "
+                        f"are {list(X.columns)}"
+                    )
+                if columns is not None and sequence in columns:
+                    raise DataSourceError(
+                        f"{sequence!r} is the sequence column: it names the sequences and "
+                        "cannot also be a feature column"
+                    )
+                ids = X[sequence]
+                if columns is None:
+                    columns = [c for c in X.columns if c != sequence]
             frame = X if columns is None else X[list(columns)]
             names = [str(c) for c in frame.columns]
             bad = [c for c, kind in frame.dtypes.items() if kind.kind not in "biuf"]
@@ -60,6 +88,10 @@ class DaskData(TableSource):
                 )
             array = frame.to_dask_array(lengths=True)
         else:
+            if sequence is not None:
+                raise DataSourceError(
+                    "a Dask array has no columns to name sequences: give lengths=[...]"
+                )
             array = X
             if array.ndim != 2:
                 raise DataSourceError(f"a Dask array of rows must be 2-D, got shape {X.shape}")
@@ -73,6 +105,62 @@ class DaskData(TableSource):
         self.columns = tuple(names)
         self.path = "the Dask collection"  # type: ignore[assignment]
         self.piece_list = ()
+        self.partition_lengths: list[np.ndarray | None] = [None] * len(self.row_chunks)
+        if ids is not None and sequence is not None:
+            self._sequences_from_ids(ids, sequence)
+        elif lengths is not None:
+            self._sequences_from_lengths(lengths)
+
+    def _sequences_from_ids(self, ids: Any, column: str) -> None:
+        """Each partition's runs of equal ids (computed where the partitions are; only the
+        runs come back), checked: no run continues into the next partition, no id twice."""
+        import dask
+
+        runs = dask.compute(*[dask.delayed(_runs)(part) for part in ids.to_delayed()])
+        labels = self.labels()
+        for label, (values, _) in zip(labels, runs, strict=True):
+            if has_missing(values):
+                raise DataSourceError(
+                    f"the sequence column {column!r} of {label} has missing values: every row "
+                    "needs the id of its sequence"
+                )
+        firsts = [(i, r) for i, r in enumerate(runs) if r[0].size]
+        for (_, (before, _)), (i, (after, _)) in zip(firsts, firsts[1:], strict=False):
+            if before[-1] == after[0]:
+                raise DataSourceError(
+                    f"sequence {plain(after[0])!r} of column {column!r} continues from an earlier "
+                    f"partition into {labels[i]}: every sequence must lie within one "
+                    f"partition (repartition at sequence boundaries)"
+                )
+        try:
+            check_runs_unique(np.concatenate([r[0] for r in runs]), column)
+        except SequenceIdError as exc:
+            raise DataSourceError(f"the Dask DataFrame: {exc}") from None
+        self.sequence = column
+        self.lengths = np.concatenate([counts for _, counts in runs])
+        self.partition_lengths = [counts for _, counts in runs]
+
+    def _sequences_from_lengths(self, lengths: Any) -> None:
+        """Given lengths, checked to end a sequence at every partition's end."""
+        try:
+            lengths = check_lengths(lengths, self.n_rows)
+        except ValueError as exc:
+            raise DataSourceError(f"the Dask array: {exc}") from None
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        ends = np.cumsum(self.row_chunks)
+        cut = np.searchsorted(offsets, ends)
+        inside = np.flatnonzero(offsets[np.minimum(cut, offsets.size - 1)] != ends)
+        if inside.size:
+            i = int(inside[0])
+            s = int(cut[i]) - 1
+            raise DataSourceError(
+                f"Dask partition {i} ends at row {int(ends[i]) - 1}, within sequence {s} (rows "
+                f"{int(offsets[s])} to {int(offsets[s + 1]) - 1}): every sequence must lie "
+                "within one partition (rechunk the rows at sequence ends)"
+            )
+        starts = np.concatenate([[0], cut[:-1]])
+        self.lengths = lengths
+        self.partition_lengths = [lengths[a:b] for a, b in zip(starts, cut, strict=True)]
 
     @property
     def n_rows(self) -> int:
@@ -87,16 +175,28 @@ class DaskData(TableSource):
 
     def pieces(self) -> Any:
         """The partitions computed here, one at a time (``fit_stream``, checks)."""
-        for block in self.array.blocks:
-            yield ArrayData.of(_float_rows(block.compute()))
+        for block, lengths in zip(self.array.blocks, self.partition_lengths, strict=True):
+            yield _piece(block.compute(), lengths)
 
-    def head(self, max_rows: int) -> ArrayData:
-        return ArrayData.of(_float_rows(self.array[:max_rows].compute()))
+    def head(self, max_rows: int) -> Any:
+        if self.lengths is None:
+            return ArrayData.of(_float_rows(self.array[:max_rows].compute()))
+        ends = np.cumsum(self.lengths)
+        keep = max(1, int(np.searchsorted(ends, max_rows, side="right")))
+        return _piece(self.array[: int(ends[keep - 1])].compute(), self.lengths[:keep])
 
-    def sample(self, max_rows: int, rng: np.random.Generator) -> ArrayData:
-        """The rows :meth:`ArrayData.sample` would draw with ``rng``, gathered by Dask (only
-        they come to the client)."""
+    def sample(self, max_rows: int, rng: np.random.Generator) -> Any:
+        """The rows :meth:`ArrayData.sample` would draw with ``rng`` (for sequences, the
+        sequences :meth:`SequenceData.sample` would keep), gathered by Dask (only they come
+        to the client)."""
         n = self.n_rows
+        if self.lengths is not None:
+            chosen = sample_sequences(self.lengths, max_rows, rng)
+            if chosen is None:
+                return _piece(self.array.compute(), self.lengths)
+            offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
+            return _piece(self.array[rows].compute(), self.lengths[chosen])
         if n <= max_rows:
             return self.head(n)
         rows = np.sort(rng.choice(n, size=int(max_rows), replace=False))
@@ -109,9 +209,12 @@ class DaskData(TableSource):
         shared_step = dask.delayed(one_thread, traverse=False)
         shared_params = dask.delayed(prepared, traverse=False)
         task = dask.delayed(_partition_stats, pure=True)
+        blocks = self.array.to_delayed().ravel()
         parts = [
-            task(shared_step, shared_params, block, label)
-            for block, label in zip(self.array.to_delayed().ravel(), self.labels(), strict=True)
+            task(shared_step, shared_params, block, label, lengths)
+            for block, label, lengths in zip(
+                blocks, self.labels(), self.partition_lengths, strict=True
+            )
         ]
         return dask.compute(_tree_sum(parts))[0]
 
@@ -123,6 +226,23 @@ class DaskData(TableSource):
 def _float_rows(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X)
     return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+
+
+def _piece(block: np.ndarray, lengths: np.ndarray | None) -> Any:
+    """A partition's rows, or its whole sequences (of the checked ``lengths``)."""
+    X = _float_rows(block)
+    if lengths is None:
+        return ArrayData.of(X)
+    return SequenceData(X, lengths, np.ones(lengths.size))
+
+
+def _runs(ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The first id and the length of every run of equal ids of a partition's column."""
+    values = np.asarray(ids.to_numpy(dtype=object) if ids.dtype == object else ids.to_numpy())
+    if values.size == 0:
+        return values, np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    return values[starts], np.diff(np.append(starts, values.size)).astype(np.int64)
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
@@ -143,12 +263,14 @@ def _reuse_freed_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20)
 
 
-def _partition_stats(step: PieceStep, prepared: Any, block: np.ndarray, label: str) -> Any:
+def _partition_stats(
+    step: PieceStep, prepared: Any, block: np.ndarray, label: str, lengths: np.ndarray | None
+) -> Any:
     """One partition's statistics (on its worker); a ``ValueError`` names the partition."""
     _reuse_freed_memory()
     try:
         with one_blas_thread():  # the worker's threads are the parallelism
-            return step(prepared, ArrayData.of(_float_rows(block)))
+            return step(prepared, _piece(block, lengths))
     except ValueError as exc:
         raise located_error(exc, label) from None
 

@@ -67,6 +67,20 @@ def check_lengths(lengths: Any, n_rows: int | None) -> np.ndarray:
     return out
 
 
+def sample_sequences(
+    lengths: np.ndarray, max_rows: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """The sequences (sorted indices) :meth:`SequenceData.sample` keeps: a random order, then
+    every sequence while the rows add up to at most ``max_rows`` (the first always); None,
+    without a draw from ``rng``, when all the rows fit."""
+    if int(lengths.sum()) <= max_rows:
+        return None
+    order = rng.permutation(lengths.shape[0])
+    within = np.cumsum(lengths[order]) <= max_rows
+    within[0] = True
+    return np.sort(order[within])
+
+
 @dataclass(frozen=True)
 class SequenceBatch:
     """Whole sequences: rows ``X``, ``offsets`` (``S + 1``, from 0) and one weight per sequence."""
@@ -164,12 +178,8 @@ class SequenceData:
     def sample(self, max_rows: int, rng: np.random.Generator) -> SequenceData:
         """Whole sequences drawn at random (kept in their order) up to about ``max_rows`` rows
         (at least one sequence); the data themselves when they have no more rows than that."""
-        if self.n_rows <= max_rows:
-            return self
-        order = rng.permutation(self.n_sequences)
-        within = np.cumsum(self.lengths[order]) <= max_rows
-        within[0] = True
-        return self.subset(np.sort(order[within]))
+        chosen = sample_sequences(self.lengths, max_rows, rng)
+        return self if chosen is None else self.subset(chosen)
 
     def pieces(self) -> Iterator[SequenceData]:
         yield self

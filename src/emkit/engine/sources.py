@@ -7,8 +7,10 @@ of the same rows to rounding.  ``sample(max_rows, rng)`` draws the rows an in-me
 :class:`~emkit.engine.protocol.ArrayData` of the same rows would draw (the same call on ``rng``)
 and reads only those, so both paths start from the same rows.
 
-Numeric columns only (integers, floats, booleans); a null is a missing cell (NaN).  Reading
-needs ``pyarrow`` (the ``parquet`` extra).
+Numeric columns only (integers, floats, booleans); a null is a missing cell (NaN).  A source
+of sequences (hidden Markov models) names the column of sequence ids (``sequence="id"``) or
+gives the sequences' ``lengths``; its pieces then hold whole sequences
+(:mod:`emkit.engine.table_sequences`).  Reading needs ``pyarrow`` (the ``parquet`` extra).
 """
 
 from __future__ import annotations
@@ -22,8 +24,18 @@ from typing import Any
 
 import numpy as np
 
+from emkit.engine.data import check_lengths
 from emkit.engine.protocol import ArrayData, Batch
 from emkit.engine.stats import sum_in_order
+from emkit.engine.table_sequences import (
+    SequenceCut,
+    SequenceIdError,
+    head_sequences,
+    run_lengths,
+    sample_sequence_pieces,
+    sequence_cuts,
+    whole_sequences,
+)
 
 CSV_BLOCK_BYTES = 16 * 2**20  # bytes of CSV text per piece
 
@@ -52,12 +64,16 @@ class Piece:
 
 
 class TableSource:
-    """What Parquet and CSV sources share: pieces of known size, numeric columns, a sample."""
+    """What Parquet and CSV sources share: pieces of known size, numeric columns, a sample;
+    for a table of sequences (``lengths`` known), pieces of whole sequences."""
 
     path: Path
     columns: tuple[str, ...]
     piece_list: tuple[Piece, ...]
     named = True  # the columns have names of their own (a Dask array's are x0, x1, …)
+    sequence: str | None = None  # the column of sequence ids, if the lengths come from one
+    lengths: np.ndarray | None = None  # rows of every sequence, in order (None: rows alone)
+    cuts: tuple[SequenceCut, ...] = ()  # where the pieces of whole sequences end
 
     @property
     def n_rows(self) -> int:
@@ -67,13 +83,66 @@ class TableSource:
     def width(self) -> int:
         return len(self.columns)
 
-    def pieces(self) -> Iterator[ArrayData]:
-        """Every piece as an in-memory data set, in order."""
+    @property
+    def has_sequences(self) -> bool:
+        return self.lengths is not None
+
+    def pieces(self) -> Iterator[Any]:
+        """Every piece as an in-memory data set, in order: rows (:class:`ArrayData`), or whole
+        sequences (:class:`SequenceData`) for a table of sequences."""
+        if self.lengths is None:
+            return self._row_pieces()
+        return whole_sequences(self._row_pieces(), self.lengths, self.cuts)
+
+    def _row_pieces(self) -> Iterator[ArrayData]:
+        """The pieces as stored (files' row groups or blocks), in order."""
         raise NotImplementedError
 
-    def labels(self) -> list[str]:
-        """Where each piece is (a file and row group), for error messages."""
+    def _row_labels(self) -> list[str]:
         return [_where(piece) for piece in self.piece_list]
+
+    def labels(self) -> list[str]:
+        """Where each piece is (a file and row group; for sequences, the stored pieces its rows
+        come from and its sequences), for error messages."""
+        stored = self._row_labels()
+        if self.lengths is None:
+            return stored
+        return [f"{self._span(cut.begins, cut.last)}, sequences {cut.first} to {cut.stop - 1}"
+                for cut in self.cuts]
+
+    def _span(self, first: int, last: int) -> str:
+        """Where the stored pieces ``first`` to ``last`` are."""
+        a, b = self.piece_list[first], self.piece_list[last]
+        if first == last or (a.path == b.path and a.row_group < 0):
+            return _where(b)
+        if a.path == b.path:
+            return f"{a.path} (row groups {a.row_group} to {b.row_group})"
+        return f"{_where(a)} to {_where(b)}"
+
+    def _set_sequences(self, sequence: str | None, lengths: Any) -> None:
+        """Read the sequences' lengths from the column ``sequence`` (or check the given
+        ``lengths``) and cut the stored pieces at sequence ends."""
+        if sequence is not None and lengths is not None:
+            raise DataSourceError("give the sequence column or the lengths, not both")
+        if sequence is None and lengths is None:
+            return
+        where = self._row_labels()
+        if sequence is not None:
+            try:
+                lengths = run_lengths(self._sequence_ids(sequence), sequence, where)
+            except SequenceIdError as exc:
+                raise DataSourceError(f"{self.path}: {exc}") from None
+        else:
+            try:
+                lengths = check_lengths(lengths, self.n_rows)
+            except ValueError as exc:
+                raise DataSourceError(f"{self.path}: {exc}") from None
+        self.sequence, self.lengths = sequence, lengths
+        self.cuts = sequence_cuts([p.n_rows for p in self.piece_list], lengths)
+
+    def _sequence_ids(self, column: str) -> Iterator[np.ndarray]:
+        """The values of the sequence id column, a stored piece at a time."""
+        raise NotImplementedError
 
     def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
         """``Σ step(prepared, piece)`` over the pieces, in order, read here (the E-step)."""
@@ -86,8 +155,11 @@ class TableSource:
         for piece in self.pieces():
             yield from piece.batches(max_rows)
 
-    def head(self, max_rows: int) -> ArrayData:
-        """The first ``max_rows`` rows (or all of them), in memory."""
+    def head(self, max_rows: int) -> Any:
+        """The first ``max_rows`` rows (or all of them), in memory; for sequences, the first
+        whole sequences within ``max_rows`` rows (at least one)."""
+        if self.lengths is not None:
+            return head_sequences(self.pieces(), max_rows)
         parts, count = [], 0
         for piece in self.pieces():
             if count >= max_rows:
@@ -96,9 +168,12 @@ class TableSource:
             count += parts[-1].shape[0]
         return ArrayData.of(np.concatenate(parts) if parts else self._empty())
 
-    def sample(self, max_rows: int, rng: np.random.Generator) -> ArrayData:
+    def sample(self, max_rows: int, rng: np.random.Generator) -> Any:
         """The rows :meth:`ArrayData.sample` of the whole table would draw with ``rng`` (all of
-        them when there are no more than ``max_rows``), in one pass over the pieces."""
+        them when there are no more than ``max_rows``), in one pass over the pieces; for
+        sequences, the sequences :meth:`SequenceData.sample` would keep."""
+        if self.lengths is not None:
+            return sample_sequence_pieces(self.pieces(), self.lengths, max_rows, rng)
         return sample_pieces(self.pieces, self.n_rows, max_rows, rng)
 
     def _empty(self) -> np.ndarray:
@@ -175,14 +250,26 @@ def _where(piece: Piece) -> str:
     return f"{piece.path}" + (f" (row group {piece.row_group})" if piece.row_group >= 0 else "")
 
 
-def _numeric_columns(schema: Any, columns: Sequence[str] | None, path: Path) -> tuple[str, ...]:
-    """The chosen (default: every) column names, each of a numeric Arrow type."""
+def _numeric_columns(
+    schema: Any, columns: Sequence[str] | None, path: Path, sequence: str | None = None
+) -> tuple[str, ...]:
+    """The chosen (default: every but the ``sequence`` column) column names, each of a
+    numeric Arrow type."""
     pa = _arrow()
     names = list(schema.names)
-    chosen = list(names if columns is None else columns)
+    if sequence is not None and sequence not in names:
+        raise DataSourceError(
+            f"{path} has no sequence column {sequence!r}; its columns are {names}"
+        )
+    chosen = list([n for n in names if n != sequence] if columns is None else columns)
     missing = [c for c in chosen if c not in names]
     if missing:
         raise DataSourceError(f"{path} has no column(s) {missing}; its columns are {names}")
+    if sequence is not None and sequence in chosen:
+        raise DataSourceError(
+            f"{sequence!r} is the sequence column of {path}: it names the sequences and cannot "
+            "also be a feature column"
+        )
     if not chosen:
         raise DataSourceError(f"{path}: no columns to read")
     for name in chosen:
@@ -199,9 +286,18 @@ def _numeric_columns(schema: Any, columns: Sequence[str] | None, path: Path) -> 
 class ParquetData(TableSource):
     """A Parquet file, or a folder of part files (every ``*.parquet`` under it, in path order),
     read one row group at a time.  Every part must hold the chosen columns with the types of
-    the first part."""
+    the first part.  ``sequence``: the column of sequence ids (the rows of a sequence are
+    consecutive), or ``lengths``: the rows of every sequence, in order (hidden Markov
+    models)."""
 
-    def __init__(self, path: str | os.PathLike, columns: Sequence[str] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        columns: Sequence[str] | None = None,
+        *,
+        sequence: str | None = None,
+        lengths: Any = None,
+    ):
         import pyarrow.parquet as pq
 
         pa = _arrow()
@@ -226,15 +322,29 @@ class ParquetData(TableSource):
                 ) from None
             schema = meta.schema_arrow
             if i == 0:
-                chosen = _numeric_columns(schema, columns, file)
+                chosen = _numeric_columns(schema, columns, file, sequence)
                 first_types = [schema.field(c).type for c in chosen]
             else:
                 _check_same_schema(schema, chosen, first_types, file, files[0])
+                if sequence is not None and sequence not in schema.names:
+                    raise DataSourceError(f"{file} has no sequence column {sequence!r}")
             for g in range(meta.num_row_groups):
                 pieces.append(Piece(file, g, meta.metadata.row_group(g).num_rows))
         self.path, self.columns, self.piece_list = root, chosen, tuple(pieces)
+        self._set_sequences(sequence, lengths)
 
-    def pieces(self) -> Iterator[ArrayData]:
+    def _sequence_ids(self, column: str) -> Iterator[np.ndarray]:
+        import pyarrow.parquet as pq
+
+        pa = _arrow()
+        for piece in self.piece_list:
+            try:
+                ids = pq.ParquetFile(piece.path).read_row_group(piece.row_group, columns=[column])
+            except (pa.ArrowException, OSError) as exc:
+                raise DataSourceError(f"{_where(piece)} cannot be read ({exc})") from None
+            yield _id_values(ids.column(column))
+
+    def _row_pieces(self) -> Iterator[ArrayData]:
         """The row groups in order; the next one is read in a thread while the caller works on
         the current one (at most two in memory)."""
         if not self.piece_list:
@@ -288,24 +398,43 @@ class CSVData(TableSource):
         path: str | os.PathLike,
         columns: Sequence[str] | None = None,
         delimiter: str = ",",
+        *,
+        sequence: str | None = None,
+        lengths: Any = None,
     ):
         self.path, self.delimiter = Path(path), delimiter
         if not self.path.is_file():
             raise DataSourceError(f"{self.path} is not a file")
         header = self._reader(None)
-        chosen = _numeric_columns(header.schema, columns, self.path)
+        chosen = _numeric_columns(header.schema, columns, self.path, sequence)
         self.columns = chosen
         sizes = [batch.num_rows for batch in self._blocks()]  # one pass: checks every cell
         self.piece_list = tuple(Piece(self.path, -1, n) for n in sizes if n)
+        self._set_sequences(sequence, lengths)
 
-    def _reader(self, columns: Sequence[str] | None) -> Any:
+    def _sequence_ids(self, column: str) -> Iterator[np.ndarray]:
+        pa = _arrow()
+        reader = self._reader(None, ids=column)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise DataSourceError(f"{self.path}: {exc}") from None
+            if batch.num_rows:
+                yield _id_values(batch.column(0))
+
+    def _reader(self, columns: Sequence[str] | None, ids: str | None = None) -> Any:
         import pyarrow.csv as csv
 
         pa = _arrow()
-        convert = {}
+        convert: dict[str, Any] = {}
         if columns is not None:
             convert = {"include_columns": list(columns),
                        "column_types": {c: pa.float64() for c in columns}}
+        elif ids is not None:
+            convert = {"include_columns": [ids]}
         try:
             return csv.open_csv(
                 self.path,
@@ -328,7 +457,7 @@ class CSVData(TableSource):
                 raise DataSourceError(f"{self.path}: {exc}") from None
             yield batch
 
-    def pieces(self) -> Iterator[ArrayData]:
+    def _row_pieces(self) -> Iterator[ArrayData]:
         pa = _arrow()
         blocks = (b for b in self._blocks() if b.num_rows)
         for piece in self.piece_list:
@@ -343,6 +472,11 @@ class CSVData(TableSource):
         return f"CSVData({str(self.path)!r}, {self.n_rows} rows, columns={list(self.columns)})"
 
 
+def _id_values(column: Any) -> np.ndarray:
+    """A column of sequence ids as a NumPy array (strings as objects; nulls as None)."""
+    return np.asarray(column.to_numpy(zero_copy_only=False))
+
+
 def is_table_source(X: Any) -> bool:
     """True for the out-of-core sources of this module."""
     return isinstance(X, TableSource)
@@ -355,7 +489,7 @@ class CheckedSource:
     names the piece and its rows."""
 
     source: TableSource
-    check: Callable[[np.ndarray], Any]
+    check: Callable[[Any], Any]
 
     @property
     def n_rows(self) -> int:
@@ -370,7 +504,7 @@ class CheckedSource:
         for label, data in zip(self.source.labels(), self.source.pieces(), strict=True):
             stop = start + data.n_rows
             try:
-                checked = self.check(data.X)
+                checked = self.check(data)
             except ValueError as exc:
                 raise located_error(exc, label, start, stop) from None
             yield checked
@@ -387,17 +521,20 @@ class CheckedSource:
 
     def sample(self, max_rows: int, rng: np.random.Generator) -> Any:
         """As :meth:`TableSource.sample`, of the checked rows (a pass to count them, one to
-        pick): the rows an in-memory fit of the checked data would sample."""
+        pick): the rows an in-memory fit of the checked data would sample.  Sequences are
+        sampled whole from the source (a check keeps every row of a sequence), then checked."""
+        if self.source.has_sequences:
+            return self.check(self.source.sample(max_rows, rng))
         n_rows = sum(piece.n_rows for piece in self.pieces())
         return sample_pieces(self.pieces, n_rows, max_rows, rng)
 
 
 @dataclass(frozen=True)
 class CheckedStep:
-    """``step(prepared, check(piece.X))``: a piece checked where it is read, then its step."""
+    """``step(prepared, check(piece))``: a piece checked where it is read, then its step."""
 
-    check: Callable[[np.ndarray], Any]
+    check: Callable[[Any], Any]
     step: PieceStep
 
     def __call__(self, prepared: Any, piece: Any) -> Any:
-        return self.step(prepared, self.check(piece.X))
+        return self.step(prepared, self.check(piece))

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from emkit._validation import InputError, check_finite, real_array
 from emkit.engine import EMConfig, FitResult, NumericalError, Progress, ProgressCallback, fit
 from emkit.engine.dask_source import DaskData, is_dask_collection
+from emkit.engine.data import SequenceData
 from emkit.engine.protocol import INIT_SAMPLE_ROWS
 from emkit.engine.sources import CheckedSource, is_table_source
 from emkit.estimators._online import OnlineFitting
@@ -200,9 +201,6 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
         are checked and encoded, for that model."""
         raise NotImplementedError
 
-    # why ``fit`` cannot read an out-of-core source (None: it can)
-    _out_of_core_unsupported: str | None = None
-
     def _continues(self) -> bool:
         """A fit continues the fitted model (``warm_start`` and fitted) instead of starting anew."""
         return bool(self.warm_start) and hasattr(self, "converged_")
@@ -218,8 +216,6 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
             X = DaskData(X)
         if not is_table_source(X):
             return self._fit_inputs(X, reset=reset, **arguments)
-        if self._out_of_core_unsupported is not None:
-            raise InputError(self._out_of_core_unsupported)
         given = sorted(name for name, value in arguments.items() if value is not None)
         if given:
             raise InputError(
@@ -227,15 +223,27 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
                 "read from disk; fit an array to weigh rows"
             )
         head = X.head(INIT_SAMPLE_ROWS)
+        piece_arguments = self._piece_arguments
+        head_arguments = piece_arguments(head)  # (refuses a source of the wrong kind)
         try:
-            model, _ = self._fit_inputs(head.X, reset=reset)
+            model, _ = self._fit_inputs(head.X, reset=reset, **head_arguments)
         except ValueError as exc:
             raise type(exc)(f"the first {head.n_rows} rows of {X.path}: {exc}") from None
 
-        def check(rows: np.ndarray) -> Any:
-            return self._fit_inputs(rows, reset=False, model=model)[1]
+        def check(piece: Any) -> Any:
+            return self._fit_inputs(piece.X, reset=False, model=model, **piece_arguments(piece))[1]
 
         return model, CheckedSource(X, check)
+
+    def _piece_arguments(self, piece: Any) -> dict[str, Any]:
+        """The ``fit`` arguments besides ``X`` of an in-memory piece of a source: none for rows
+        (a model of sequences overrides this)."""
+        if isinstance(piece, SequenceData):
+            raise InputError(
+                f"{type(self).__name__} fits rows, but the source cuts its rows into sequences "
+                "(sequence= or lengths=): open the source without them"
+            )
+        return {}
 
     def _set_final_stats(self, stats: Any) -> None:
         """Attributes read from the statistics of the returned parameters (default: none)."""

@@ -85,15 +85,16 @@ class OnlineFitting:
         if is_dask_collection(batches):
             batches = DaskData(batches)
         if is_table_source(batches):  # an out-of-core table: one step per piece
-            batches = (piece.X for piece in batches.pieces())
-        first, items = first_and_rest(batches)
+            arguments = (
+                {"X": piece.X, **self._piece_arguments(piece)} for piece in batches.pieces()
+            )
+        else:
+            arguments = (self._stream_arguments(item) for item in batches)
+        first, items = first_and_rest(arguments)
         warm = self._continues()
-        model, data = self._batch(self._stream_arguments(first), reset=not warm, first=True)
+        model, data = self._batch(first, reset=not warm, first=True)
         params = self._get_fitted_params() if warm else self._start(model, data, self._rng())
-        rest = (
-            self._batch(self._stream_arguments(item), reset=False, model=model)[1]
-            for item in items
-        )
+        rest = (self._batch(item, reset=False, model=model)[1] for item in items)
         return self._run_online(
             model, OnlineState(params), chain([data], rest), sizes, n_rows, callback, stop_early
         )

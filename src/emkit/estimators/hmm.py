@@ -68,10 +68,6 @@ class HMM(EMEstimator):
     """
 
     _start_arguments = ("startprob", "transmat", "emission_init")
-    _out_of_core_unsupported = (
-        "an HMM reads its sequences from an array (with lengths): a table source has no "
-        "sequence boundaries yet; fit_stream over (X, lengths) batches streams them"
-    )
 
     def __init__(
         self,
@@ -131,7 +127,10 @@ class HMM(EMEstimator):
         callback: ProgressCallback | None = None,
     ) -> HMM:
         """Fit by Baum-Welch; ``lengths`` cut the rows into sequences (None: one sequence),
-        ``sample_weight`` weighs each sequence's contribution to the statistics."""
+        ``sample_weight`` weighs each sequence's contribution to the statistics.  ``X`` may be
+        an out-of-core source of sequences (``emkit.ParquetData(path, sequence="id")``,
+        ``CSVData``, ``DaskData``): each E-step reads it a piece of whole sequences at a
+        time."""
         self._run_engine(*self._fit_data(X, lengths=lengths, sample_weight=sample_weight), callback)
         return self
 
@@ -149,6 +148,16 @@ class HMM(EMEstimator):
         :meth:`emkit.GaussianMixture.partial_fit`; ``n_rows`` counts observations."""
         arguments = {"X": X, "lengths": lengths, "sample_weight": sample_weight}
         return self._online(arguments, t0, kappa, n_rows)
+
+    def _piece_arguments(self, piece: Any) -> dict[str, Any]:
+        """A source's piece of whole sequences: their lengths."""
+        if not isinstance(piece, SequenceData):
+            raise InputError(
+                "an HMM fits sequences: open the source with the column of sequence ids "
+                "(e.g. emkit.ParquetData(path, sequence='id')) or with lengths=[...], so that "
+                "its pieces hold whole sequences"
+            )
+        return {"lengths": piece.lengths}
 
     def _stream_arguments(self, item: Any) -> dict[str, Any]:
         """A batch of sequences: ``X`` (one sequence) or ``(X, lengths)``."""
@@ -249,7 +258,7 @@ class HMM(EMEstimator):
         try:
             if isinstance(init, Mapping):  # the family's named arrays (as a model file holds)
                 init = model.emission.restore({k: np.asarray(v) for k, v in init.items()})
-            shape = model.emission.log_prob(init, data.X[:1]).shape
+            shape = model.emission.log_prob(init, _first_row(data)).shape
         except KeyError as exc:
             raise InputError(
                 f"emission_init lacks the array {exc}: give the arrays a fitted model of "
@@ -471,6 +480,13 @@ class HMM(EMEstimator):
     def aic(self, X: Any, lengths: Any = None) -> float:
         """Akaike information criterion ``−2 log p(x) + 2p``."""
         return criteria(self.score(X, lengths), np.shape(X)[0], self.n_parameters())["aic"]
+
+def _first_row(data: Any) -> np.ndarray:
+    """The first row of in-memory sequences, or of a source's first piece."""
+    if isinstance(data, SequenceData):
+        return data.X[:1]
+    return next(iter(data.pieces())).X[:1]
+
 
 def _learn_json(value: bool | frozenset[str]) -> bool | list[str]:
     return bool(value) if isinstance(value, bool) else sorted(value)
