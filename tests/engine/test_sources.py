@@ -3,6 +3,7 @@ errors (the registry's item 5 checks that fits from them equal in-memory fits)."
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import emkit
 from emkit.engine import ArrayData, expected_stats
 from emkit.engine.sources import CSVData, DataSourceError, ParquetData
+from emkit.estimators.missing import EmptyRowsWarning
 from emkit.families.gaussian import Gaussian
 from emkit.models.mixture import FamilyMixture
 
@@ -161,8 +163,11 @@ def test_estimators_fit_sources_and_refuse_what_they_cannot(tmp_path: Path) -> N
         emkit.GaussianHMM(2).fit(source)
     with pytest.raises(ValueError, match="bootstrap"):
         emkit.MissingNormal(se="bootstrap").fit(source)
+    imputer = emkit.EMImputer(random_state=0).fit(source)  # the model fits out of core
+    np.testing.assert_allclose(imputer.covariance_,
+                               emkit.EMImputer(random_state=0).fit(X).covariance_, rtol=1e-10)
     for refused in (lambda: emkit.GaussianMixture(2).partial_fit(source),
-                    lambda: emkit.EMImputer().fit(source),
+                    lambda: imputer.transform(source),
                     lambda: emkit.GaussianMixture(2, random_state=0).fit(X).predict(source)):
         with pytest.raises(ValueError, match="ParquetData holds its rows out of memory"):
             refused()
@@ -201,3 +206,27 @@ def test_rows_left_out_are_counted_once_from_disk_and_per_batch_online(tmp_path:
         online = emkit.MissingNormal().fit_stream(np.array_split(X, 3))
     assert memory.n_empty_rows_ == disk.n_empty_rows_ == online.n_empty_rows_ == 3
     np.testing.assert_allclose(disk.covariance_, memory.covariance_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("make", "fitted"), [
+    (lambda: emkit.MissingNormal(), "mean_"),
+    (lambda: emkit.GaussianMixture(2, random_state=0), "means_"),
+])
+def test_a_piece_may_miss_a_whole_column(tmp_path: Path, make, fitted: str) -> None:
+    """The whole data's rules (every column observed twice, at least two rows) are checked on
+    the first rows; a piece only drops its empty rows (here a row group whose one row misses
+    column c0, and one whose one row is empty): its statistics add to the others'."""
+    X = rows(8, n=300)
+    X[99, 0] = np.nan
+    X[198:200] = np.nan
+    X[197, 1] = np.nan
+    folder = write_parts(X, tmp_path / "d", n_files=3, group=99)  # row groups of 99 and 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from_disk = make().fit(ParquetData(folder))
+    # one warning, from the first rows (which build the model); none per piece and E-step
+    assert [type(w.message) for w in caught] == [EmptyRowsWarning]
+    with pytest.warns(EmptyRowsWarning, match="2 row"):
+        in_memory = make().fit(X)
+    np.testing.assert_allclose(getattr(from_disk, fitted), getattr(in_memory, fitted),
+                               rtol=1e-10)

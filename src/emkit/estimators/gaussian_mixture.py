@@ -139,7 +139,8 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
                 f"n_components={self.n_components} needs at least {self.n_components}"
             )
         if incomplete_rows(X) is not None:  # missing cells: marginalised (MissingNormal's rules)
-            keep = check_incomplete(X, w, getattr(self, "feature_names_in_", None))
+            keep = check_incomplete(X, w, getattr(self, "feature_names_in_", None),
+                                    whole=model is None)
             X, w = X[keep], w[keep]
         return (self._build_model(X, w) if model is None else model), ArrayData(X, w)
 

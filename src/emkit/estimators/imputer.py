@@ -15,7 +15,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import InputError, check_finite, check_spd, check_weights, check_X
+from emkit.engine.dask_source import is_dask_collection
 from emkit.engine.online import DEFAULT_KAPPA, DEFAULT_T0
+from emkit.engine.sources import is_table_source
 from emkit.estimators._base import SavedEstimator, check_fitted_common, fitted_array
 from emkit.estimators._online import first_and_rest
 from emkit.estimators.gaussian_mixture import GaussianMixture
@@ -38,6 +40,8 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
     (bootstrap EM, as in Amelia II: refit on a bootstrap resample of the rows, then draw);
     pool analyses of them with :func:`emkit.pool` (Rubin's rules).  Rows with every cell
     missing are left out of the fit and filled from the marginal (mean, or a draw).
+    ``accelerate``: the imputation model's acceleration (None: its default, SQUAREM for
+    ``"normal"``, none for ``"gmm"``; ``"none"`` for plain EM steps).
     A fitted imputer saves and loads with :func:`emkit.save` / :func:`emkit.load`.
     """
 
@@ -53,6 +57,7 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
         max_iter: int = 500,
         tol: float = 1e-8,
         n_init: int = 1,
+        accelerate: str | None = None,
         random_state: Any = None,
     ):
         self.model = model
@@ -64,6 +69,7 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
+        self.accelerate = accelerate
         self.random_state = random_state
 
     def __sklearn_tags__(self) -> Any:
@@ -82,13 +88,34 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
         covariance_structure(self.covariance_type)
 
     def fit(self, X: Any, y: Any = None) -> EMImputer:
-        """Fit the model (``model``) to the incomplete rows of ``X`` by EM."""
+        """Fit the model (``model``) to the incomplete rows of ``X`` by EM.  ``X`` may be an
+        out-of-core source (:class:`emkit.ParquetData`, :class:`emkit.CSVData`, a Dask array
+        or DataFrame), which the imputation model reads a piece at a time; ``transform`` then
+        fills rows held in memory."""
         self._check_params()
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        if is_dask_collection(X) or is_table_source(X):
+            self._fit_source(X, seed)
+            return self
         names = getattr(X, "columns", None)
         X = check_X(self, X, reset=True, allow_nan=True, min_samples=2)
-        rs = check_random_state(self.random_state)
-        self._fit_params(np.asarray(X, dtype=np.float64), names, rs.randint(np.iinfo(np.int32).max))
+        self._fit_params(np.asarray(X, dtype=np.float64), names, seed)
         return self
+
+    def _fit_source(self, source: Any, seed: int) -> None:
+        """The imputation model's fit to an out-of-core source (its rows weigh one each: the
+        last E-step's weight counts the rows kept, those with a value)."""
+        model = self._model(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            result = model._run_engine(*model._fit_data(source))
+        for name in ("n_features_in_", "feature_names_in_"):
+            if name in model.__dict__:
+                setattr(self, name, getattr(model, name))
+            else:
+                self.__dict__.pop(name, None)
+        self._take_fitted(model, result.stats.weight)
+        self.__dict__.pop("_online_fit", None)
 
     def _fit_params(self, X: np.ndarray, names: Any, seed: int) -> None:
         names = None if names is None else [str(c) for c in names]
@@ -102,15 +129,16 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
 
     def _model(self, seed: int) -> MissingNormal | GaussianMixture:
         """The unfitted estimator of the imputation model."""
+        given = {} if self.accelerate is None else {"accelerate": self.accelerate}
         if self.model == "normal":
             return MissingNormal(
                 reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
-                n_init=self.n_init, se=None, random_state=seed,
+                n_init=self.n_init, se=None, random_state=seed, **given,
             )
         return GaussianMixture(
             int(self.n_components), covariance_type=self.covariance_type,
             reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,
-            n_init=self.n_init, random_state=seed,
+            n_init=self.n_init, random_state=seed, **given,
         )
 
     def _take_fitted(self, model: MissingNormal | GaussianMixture, n_rows: float) -> None:

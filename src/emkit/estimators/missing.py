@@ -28,14 +28,19 @@ class EmptyRowsWarning(UserWarning):
 
 
 def check_incomplete(
-    X: np.ndarray, w: np.ndarray, names: Any = None, min_observed: int = 2
+    X: np.ndarray, w: np.ndarray, names: Any = None, min_observed: int = 2, whole: bool = True
 ) -> np.ndarray:
     """Validate rows with NaN for a normal model; returns the mask of rows kept for fitting.
 
     A column with fewer than ``min_observed`` observed values (with positive weight), every column
     entirely missing, or no usable row gives an :class:`InputError`; rows with every cell missing
-    are dropped with an :class:`EmptyRowsWarning` (they do not change the MLE).
+    are dropped with an :class:`EmptyRowsWarning` (they do not change the MLE).  ``whole=False``:
+    ``X`` is a piece of the data (of an out-of-core source, or an online batch) for a model
+    already built, whose statistics add to the others': its empty rows are dropped, no more
+    (the rules above are the whole data's; the estimator counts the dropped rows).
     """
+    if not whole:
+        return ~np.isnan(X).all(axis=1)
     observed = ~np.isnan(X) & (w[:, None] > 0)
     counts = observed.sum(axis=0)
     label = (lambda j: f"{names[j]!r} (index {j})") if names is not None else (lambda j: f"{j}")
@@ -164,7 +169,8 @@ class MissingNormal(DensityMixin, EMEstimator):
         if not reset and model is None and self.mean_.shape[0] != X.shape[1]:
             raise ValueError("warm_start=True needs data with the fitted number of columns")
         w = check_sample_weight(sample_weight, X)
-        keep = check_incomplete(X, w, None if names is None else [str(c) for c in names])
+        keep = check_incomplete(X, w, None if names is None else [str(c) for c in names],
+                                whole=model is None)
         X64 = np.asarray(X[keep], dtype=np.float64)
         w = w[keep]
         if model is not None:

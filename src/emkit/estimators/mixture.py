@@ -118,7 +118,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         Xf = self._encode(family, raw)
         w = check_sample_weight(sample_weight, Xf)
         if np.isnan(Xf).any():  # rows with nothing observed are left out (EmptyRowsWarning)
-            keep = check_incomplete(Xf, w, self._names(), min_observed=1)
+            keep = check_incomplete(Xf, w, self._names(), min_observed=1, whole=model is None)
             Xf, w = Xf[keep], w[keep]
         if model is None:
             if Xf.shape[0] < self.n_components:
