@@ -48,6 +48,7 @@ from sklearn.exceptions import ConvergenceWarning
 import emkit
 from emkit.engine import EMConfig, Stats, expected_stats, fit, run_em
 from emkit.engine.online import OnlineState, StepSizes, run_online
+from emkit.families.missing_cells import is_missing
 from emkit.io import ModelFileError
 
 # --------------------------------------------------------------------------------------------------
@@ -290,22 +291,48 @@ def _fit(estimator: Any, X: Any) -> Any:
     return _quiet(lambda: estimator.fit(X))
 
 
-def write_parquet_parts(
-    X: np.ndarray, folder: Path, n_files: int, row_group_rows: int, ids: Any = None
-) -> Path:
-    """``X`` as ``n_files`` Parquet part files (columns ``x0``, ``x1``, …) of small row groups;
-    ``ids``: a first column ``seq`` of sequence ids."""
+def table_frame(X: Any, lengths: np.ndarray | None = None) -> Any:
+    """``X`` as a DataFrame of columns ``x0``, ``x1``, …: floats (NaN where missing) where every
+    value is a number, else labels (None where missing); with ``lengths``, a first column
+    ``seq`` of sequence ids."""
+    import pandas as pd
+
+    X = np.asarray(X, dtype=object)
+    columns = {} if lengths is None else {"seq": np.repeat(np.arange(lengths.size) * 3 + 1,
+                                                           lengths)}
+    for j in range(X.shape[1]):
+        values = X[:, j]
+        missing = np.array([is_missing(v) for v in values], dtype=bool)
+        if all(isinstance(v, (int, float, np.number)) for v in values[~missing]):
+            columns[f"x{j}"] = np.where(missing, np.nan, values).astype(np.float64)
+        else:
+            columns[f"x{j}"] = np.where(missing, None, values.astype(str)).astype(object)
+    return pd.DataFrame(columns)
+
+
+def _as_written(X: Any) -> Any:
+    """The rows as a table file holds them: numbers as float64 (labels as they are)."""
+    return X if np.asarray(X).dtype == object else np.asarray(X, dtype=np.float64)
+
+
+def write_parquet_parts(frame: Any, folder: Path, n_files: int, row_group_rows: int) -> Path:
+    """The DataFrame ``frame`` as ``n_files`` Parquet part files of small row groups."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder.mkdir(parents=True)
-    rows = np.array_split(np.arange(X.shape[0]), n_files)
-    for i, index in enumerate(rows):
-        part = X[index]
-        columns = {} if ids is None else {"seq": np.asarray(ids)[index]}
-        table = pa.table({**columns, **{f"x{j}": part[:, j] for j in range(X.shape[1])}})
+    for i, index in enumerate(np.array_split(np.arange(len(frame)), n_files)):
+        table = pa.Table.from_pandas(frame.iloc[index], preserve_index=False)
         pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=row_group_rows)
     return folder
+
+
+def _fit_sequences(case: ContractCase, data: Any, lengths: np.ndarray | None = None) -> Any:
+    """The case's estimator (8 iterations, no tolerance) fitted to ``data`` (with ``lengths``:
+    sequences in memory)."""
+    estimator = case.estimator(max_iter=8, tol=0.0, random_state=5)
+    arguments = () if lengths is None else (lengths,)
+    return _quiet(lambda: estimator.fit(data, *arguments))
 
 
 def _n_rows(X: Any) -> int:
@@ -599,57 +626,44 @@ class EMContract:
     def test_out_of_core_parquet_and_csv_equal_in_memory(
         self, case: ContractCase, tmp_path: Path
     ) -> None:
-        X = np.asarray(case.estimator_data(14), dtype=np.float64)
+        X = _as_written(case.estimator_data(14))
         lengths = None if case.sequence_lengths is None else case.sequence_lengths(14)
-        # sequences: a column of sequence ids (named "seq", not a feature) in front
-        ids = None if lengths is None else np.repeat(np.arange(lengths.size) * 3 + 1, lengths)
-        folder = write_parquet_parts(X, tmp_path / "parts", n_files=2, row_group_rows=37, ids=ids)
+        frame = table_frame(X, lengths)
+        folder = write_parquet_parts(frame, tmp_path / "parts", n_files=2, row_group_rows=37)
         csv = tmp_path / "rows.csv"
-        header = ",".join(f"x{j}" for j in range(X.shape[1]))
-        table = X if ids is None else np.column_stack([ids, X])
-        np.savetxt(csv, table, delimiter=",", comments="", fmt="%.17g",
-                   header=header if ids is None else "seq," + header)
-        csv.write_text(csv.read_text().replace("nan", ""))  # an empty cell is missing
-        sequence = None if ids is None else "seq"
+        frame.to_csv(csv, index=False, float_format="%.17g")  # an empty cell is missing
+        sequence = None if lengths is None else "seq"
 
-        def fitted(data: Any, *lengths: Any) -> Any:
-            estimator = case.estimator(max_iter=8, tol=0.0, random_state=5)
-            return _quiet(lambda: estimator.fit(data, *lengths))
-
-        in_memory = fitted(X) if lengths is None else fitted(X, lengths)
+        in_memory = _fit_sequences(case, X, lengths)
         sources = (emkit.ParquetData(folder, sequence=sequence),
                    emkit.CSVData(csv, sequence=sequence))
         for source in sources:
-            from_disk = fitted(source)  # (n_iter_ may differ where the fit converges exactly)
+            from_disk = _fit_sequences(case, source)  # (n_iter_ may differ where it converges)
             assert_params_close(
                 case.fitted_params(from_disk), case.fitted_params(in_memory), 1e-9, 1e-11
             )
-            assert list(from_disk.feature_names_in_) == header.split(",")
+            assert list(from_disk.feature_names_in_) == [f"x{j}" for j in range(X.shape[1])]
 
     @pytest.mark.slow
     @requires("dask")
     def test_dask_on_a_local_cluster_equals_in_memory(
         self, case: ContractCase, dask_client: Any
     ) -> None:
-        import dask.array as da
+        import dask.dataframe as dd
 
-        X = np.asarray(case.estimator_data(15), dtype=np.float64)
-
-        def fitted(data: Any, *lengths: Any) -> Any:
-            estimator = case.estimator(max_iter=8, tol=0.0, random_state=5)
-            return _quiet(lambda: estimator.fit(data, *lengths))
-
-        if case.sequence_lengths is None:
-            in_memory = fitted(X)
-            on_cluster = fitted(da.from_array(X, chunks=(61, X.shape[1])))  # 4 partitions or so
+        X = _as_written(case.estimator_data(15))
+        lengths = None if case.sequence_lengths is None else case.sequence_lengths(15)
+        frame = table_frame(X, lengths)
+        if lengths is None:  # 4 partitions or so
+            ends = np.arange(0, len(frame), 61).tolist() + [len(frame)]
         else:  # partitions of whole sequences: two sequences each, or so
-            lengths = case.sequence_lengths(15)
-            chunks = tuple(int(part.sum()) for part in np.array_split(lengths, 3))
-            in_memory = fitted(X, lengths)
-            source = emkit.DaskData(da.from_array(X, chunks=(chunks, X.shape[1])), lengths=lengths)
-            on_cluster = fitted(source)
+            ends = [0] + [int(part[-1]) for part in np.array_split(np.cumsum(lengths), 3)]
+        parts = [dd.from_pandas(frame.iloc[a:b], npartitions=1)
+                 for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        source = emkit.DaskData(dd.concat(parts), sequence=None if lengths is None else "seq")
         assert_params_close(
-            case.fitted_params(on_cluster), case.fitted_params(in_memory), 1e-9, 1e-11
+            case.fitted_params(_fit_sequences(case, source)),
+            case.fitted_params(_fit_sequences(case, X, lengths)), 1e-9, 1e-11,
         )
 
     # (6) online EM: the whole data as the batch, step 1, equals batch EM ---------------------

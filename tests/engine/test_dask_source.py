@@ -80,8 +80,14 @@ def test_a_dataframe_fits_with_its_column_names(dask_client) -> None:
     array_fit = emkit.GaussianMixture(2, random_state=0).fit(da.from_array(X, chunks=(700, 3)))
     assert not hasattr(array_fit, "feature_names_in_")  # an array's columns have no names
     texts = dd.from_pandas(pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"]}), npartitions=1)
-    with pytest.raises(DataSourceError, match=r"\['s'\].* not numeric"):
+    with pytest.raises(ValueError, match=r"GaussianMixture reads numbers, but column\(s\) "
+                                         r"\['s'\] of the Dask collection hold labels"):
         emkit.GaussianMixture(1).fit(texts)
+    dates = dd.from_pandas(pd.DataFrame({"a": [1.0, 2.0],
+                                         "t": pd.to_datetime(["2026-01-01", "2026-01-02"])}),
+                           npartitions=1)
+    with pytest.raises(DataSourceError, match=r"\['t'\] of the Dask DataFrame hold neither"):
+        emkit.GaussianMixture(1).fit(dates)
 
 
 @pytest.mark.slow

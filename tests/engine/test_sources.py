@@ -102,10 +102,15 @@ def test_a_truncated_part_is_named(tmp_path: Path) -> None:
         ParquetData(folder)
 
 
-def test_non_numeric_columns_and_missing_paths_are_refused(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"x": [1.0, 2.0], "name": ["a", "b"]}), tmp_path / "s.parquet")
-    with pytest.raises(DataSourceError, match=r"column 'name' .* holds string"):
+def test_unreadable_columns_and_missing_paths_are_refused(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"x": [1.0, 2.0], "name": ["a", "b"], "day": pa.array(
+        [0, 1], pa.date32())}), tmp_path / "s.parquet")
+    with pytest.raises(DataSourceError, match=r"column 'day' .* holds date32\[day\] values: "
+                                              r"out-of-core fits read numbers and labels"):
         ParquetData(tmp_path / "s.parquet")
+    labelled = ParquetData(tmp_path / "s.parquet", columns=["x", "name"])
+    assert labelled.text_columns == (1,)
+    assert next(labelled.pieces()).X.tolist() == [[1.0, "a"], [2.0, "b"]]
     assert ParquetData(tmp_path / "s.parquet", columns=["x"]).n_rows == 2
     with pytest.raises(DataSourceError, match=r"no column\(s\) \['y'\]"):
         ParquetData(tmp_path / "s.parquet", columns=["y"])
@@ -132,8 +137,13 @@ def test_csv_in_blocks_with_empty_cells(tmp_path: Path, monkeypatch: pytest.Monk
         source.sample(300, np.random.default_rng(2)).X,
         ArrayData.of(X).sample(300, np.random.default_rng(2)).X,
     )
-    bad = tmp_path / "bad.csv"
-    bad.write_text("a,b\n1,2\n3,oops\n")
+    labels = tmp_path / "labels.csv"  # a column with text in its first block holds labels
+    labels.write_text("a,b\n1,2\n3,oops\n")
+    assert CSVData(labels).text_columns == (1,)
+    with pytest.raises(ValueError, match=r"reads numbers, but column\(s\) \['b'\] of"):
+        emkit.GaussianMixture(1).fit(CSVData(labels))
+    bad = tmp_path / "bad.csv"  # numbers in the first block, text in a later one
+    bad.write_text("a,b\n" + "1,2\n" * 2000 + "3,oops\n")
     with pytest.raises(DataSourceError, match=r"bad\.csv"):
         CSVData(bad)
 
@@ -230,3 +240,42 @@ def test_a_piece_may_miss_a_whole_column(tmp_path: Path, make, fitted: str) -> N
         in_memory = make().fit(X)
     np.testing.assert_allclose(getattr(from_disk, fitted), getattr(in_memory, fitted),
                                rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_labels_out_of_core_know_every_category(tmp_path: Path, monkeypatch) -> None:
+    """A categorical mixture from a table whose first rows (those that build the model) lack
+    some labels: the categories are the whole data's (one pass over the label columns), so
+    the fit equals the in-memory one; a numeric model refuses the label column by name."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    first = rng.choice(["a", "b"], size=100)
+    later = rng.choice(["a", "b", "c", "d"], size=200)
+    colour = np.concatenate([first, later]).astype(object)
+    colour[[5, 150]] = None  # missing labels
+    size = rng.normal(size=300)
+    frame = pd.DataFrame({"size": size, "colour": colour})
+    folder = tmp_path / "t"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / "t.parquet",
+                   row_group_size=60)
+    csv = tmp_path / "t.csv"
+    frame.to_csv(csv, index=False, float_format="%.17g")
+    monkeypatch.setattr(emkit.estimators._base, "INIT_SAMPLE_ROWS", 100)  # "a" and "b" only
+    family = {"name": "product", "blocks": [["normal", [0]], ["categorical", [1]]]}
+
+    def fitted(data):
+        return emkit.MixtureModel(family, 2, random_state=1, max_iter=10, tol=0.0).fit(data)
+
+    in_memory = fitted(frame)
+    for source in (ParquetData(folder), CSVData(csv)):
+        assert source.text_columns == (1,)
+        assert source.distinct_labels() == {1: {"a", "b", "c", "d"}}
+        from_disk = fitted(source)
+        np.testing.assert_allclose(from_disk.weights_, in_memory.weights_, rtol=1e-10)
+        # the categories (the normal block's origin, a centring, is the first rows' mean)
+        assert from_disk.family_.config()["blocks"][1] == in_memory.family_.config()["blocks"][1]
+    with pytest.raises(ValueError, match=r"GaussianMixture reads numbers, but column\(s\) "
+                                         r"\['colour'\] of .* hold labels"):
+        emkit.GaussianMixture(2).fit(ParquetData(folder))

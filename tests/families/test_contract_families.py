@@ -342,13 +342,6 @@ def family_case(name: str) -> ContractCase:
     )
 
 
-STRING_COLUMNS = (
-    "its data hold category labels (strings): the out-of-core and Dask sources read numeric "
-    "columns, "
-    "and the family's levels would have to be known before the first piece is read"
-)
-
-
 def family_lacks(name: str) -> dict[str, str]:
     lacks = {}
     if name in NOT_CHECKED:
@@ -356,8 +349,6 @@ def family_lacks(name: str) -> dict[str, str]:
             f"scikit-learn's checks feed continuous real columns; a {name} mixture takes "
             f"{NOT_CHECKED[name]}"
         )
-    if name in ("categorical", "product"):
-        lacks["out_of_core"] = lacks["dask"] = STRING_COLUMNS
     return lacks
 
 

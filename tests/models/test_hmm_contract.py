@@ -30,7 +30,7 @@ from emkit.families.gaussian_mixture_emission import GaussianMixtureEmissionPara
 from emkit.families.poisson import Poisson
 from emkit.families.student_t import StudentTParams
 from emkit.models.hmm import HMMModel, HMMParams
-from test_contract_families import STRING_COLUMNS, TRUTHS, Truth
+from test_contract_families import TRUTHS, Truth
 
 
 def hmm_sequences(
@@ -437,15 +437,10 @@ def emission_case(name: str) -> ContractCase:
         stats_atol=1e-8,
         monotone_slack=1e-9,
         sequence_lengths=lambda seed: SOURCE_LENGTHS,
-        lacks={"sklearn_checks": NO_SKLEARN_CHECKS, **emission_source_lacks(name)},
+        lacks={"sklearn_checks": NO_SKLEARN_CHECKS},
     )
 
 
-def emission_source_lacks(name: str) -> dict[str, str]:
-    """Out-of-core and Dask sources read numeric columns: the families of labels lack them."""
-    if name in ("categorical", "product"):
-        return {"out_of_core": STRING_COLUMNS, "dask": STRING_COLUMNS}
-    return {}
 
 
 CASES = [hmm_case(kind) for kind in (*GAUSSIAN_KINDS, "poisson")]

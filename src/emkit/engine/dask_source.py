@@ -80,11 +80,16 @@ class DaskData(TableSource):
                     columns = [c for c in X.columns if c != sequence]
             frame = X if columns is None else X[list(columns)]
             names = [str(c) for c in frame.columns]
-            bad = [c for c, kind in frame.dtypes.items() if kind.kind not in "biuf"]
+            kinds = list(frame.dtypes.items())
+            self.text_columns = tuple(
+                j for j, (_, kind) in enumerate(kinds) if _is_label_dtype(kind)
+            )
+            bad = [c for j, (c, kind) in enumerate(kinds)
+                   if kind.kind not in "biuf" and j not in self.text_columns]
             if bad:
                 raise DataSourceError(
-                    f"column(s) {bad} of the Dask DataFrame are not numeric: choose numeric "
-                    "columns"
+                    f"column(s) {bad} of the Dask DataFrame hold neither numbers nor labels "
+                    "(strings): choose other columns, or convert them"
                 )
             array = frame.to_dask_array(lengths=True)
         else:
@@ -97,7 +102,7 @@ class DaskData(TableSource):
                 raise DataSourceError(f"a Dask array of rows must be 2-D, got shape {X.shape}")
             names = [f"x{j}" for j in range(array.shape[1])]
             self.named = False
-        if array.dtype.kind not in "biuf":
+        if array.dtype.kind not in "biuf" and not self.text_columns:
             raise DataSourceError(f"the Dask array holds {array.dtype} values, not numbers")
         if any(np.isnan(c) for c in array.chunks[0]):
             array = array.compute_chunk_sizes()
@@ -176,14 +181,25 @@ class DaskData(TableSource):
     def pieces(self) -> Any:
         """The partitions computed here, one at a time (``fit_stream``, checks)."""
         for block, lengths in zip(self.array.blocks, self.partition_lengths, strict=True):
-            yield _piece(block.compute(), lengths)
+            yield _piece(block.compute(), lengths, self.text_columns)
+
+    def distinct_labels(self) -> dict[int, set[Any]]:
+        """Every label column's distinct values, gathered from the partitions by Dask."""
+        import dask
+
+        found = dask.compute(*[
+            dask.delayed(_labels_of)(block, self.text_columns)
+            for block in self.array.to_delayed().ravel()
+        ])
+        return {j: set().union(*(part[j] for part in found)) for j in self.text_columns}
 
     def head(self, max_rows: int) -> Any:
+        text = self.text_columns
         if self.lengths is None:
-            return ArrayData.of(_float_rows(self.array[:max_rows].compute()))
+            return ArrayData.of(_rows(self.array[:max_rows].compute(), text))
         ends = np.cumsum(self.lengths)
         keep = max(1, int(np.searchsorted(ends, max_rows, side="right")))
-        return _piece(self.array[: int(ends[keep - 1])].compute(), self.lengths[:keep])
+        return _piece(self.array[: int(ends[keep - 1])].compute(), self.lengths[:keep], text)
 
     def sample(self, max_rows: int, rng: np.random.Generator) -> Any:
         """The rows :meth:`ArrayData.sample` would draw with ``rng`` (for sequences, the
@@ -193,14 +209,14 @@ class DaskData(TableSource):
         if self.lengths is not None:
             chosen = sample_sequences(self.lengths, max_rows, rng)
             if chosen is None:
-                return _piece(self.array.compute(), self.lengths)
+                return _piece(self.array.compute(), self.lengths, self.text_columns)
             offsets = np.concatenate([[0], np.cumsum(self.lengths)])
             rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
-            return _piece(self.array[rows].compute(), self.lengths[chosen])
+            return _piece(self.array[rows].compute(), self.lengths[chosen], self.text_columns)
         if n <= max_rows:
             return self.head(n)
         rows = np.sort(rng.choice(n, size=int(max_rows), replace=False))
-        return ArrayData.of(_float_rows(self.array[rows].compute()))
+        return ArrayData.of(_rows(self.array[rows].compute(), self.text_columns))
 
     def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
         import dask
@@ -211,7 +227,7 @@ class DaskData(TableSource):
         task = dask.delayed(_partition_stats, pure=True)
         blocks = self.array.to_delayed().ravel()
         parts = [
-            task(shared_step, shared_params, block, label, lengths)
+            task(shared_step, shared_params, block, label, lengths, self.text_columns)
             for block, label, lengths in zip(
                 blocks, self.labels(), self.partition_lengths, strict=True
             )
@@ -223,14 +239,41 @@ class DaskData(TableSource):
                 f"columns={list(self.columns)})")
 
 
-def _float_rows(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X)
-    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+def _rows(block: np.ndarray, text: tuple[int, ...] = ()) -> np.ndarray:
+    """A partition's rows as floats; with label columns (``text``), as the object array a
+    Parquet source reads: Python floats (NaN where missing) and strings (None where
+    missing)."""
+    X = np.asarray(block)
+    if not text:
+        return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+    import pandas as pd
+
+    out = np.empty(X.shape, dtype=object)
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        missing = np.asarray(pd.isna(column), dtype=bool)
+        if j in text:
+            out[:, j] = column
+            out[missing, j] = None
+        else:
+            out[:, j] = np.where(missing, np.nan, column).astype(np.float64)
+    return out
 
 
-def _piece(block: np.ndarray, lengths: np.ndarray | None) -> Any:
+def _labels_of(block: np.ndarray, text: tuple[int, ...]) -> dict[int, set[Any]]:
+    """The distinct labels of a partition's label columns (missing ones left out)."""
+    X = _rows(block, text)
+    return {j: {v for v in X[:, j].tolist() if v is not None} for j in text}
+
+
+def _is_label_dtype(kind: Any) -> bool:
+    """Object, string and categorical columns hold labels (NumPy and pandas dtypes say "O")."""
+    return bool(kind.kind == "O")
+
+
+def _piece(block: np.ndarray, lengths: np.ndarray | None, text: tuple[int, ...] = ()) -> Any:
     """A partition's rows, or its whole sequences (of the checked ``lengths``)."""
-    X = _float_rows(block)
+    X = _rows(block, text)
     if lengths is None:
         return ArrayData.of(X)
     return SequenceData(X, lengths, np.ones(lengths.size))
@@ -264,13 +307,14 @@ def _reuse_freed_memory() -> None:
 
 
 def _partition_stats(
-    step: PieceStep, prepared: Any, block: np.ndarray, label: str, lengths: np.ndarray | None
+    step: PieceStep, prepared: Any, block: np.ndarray, label: str, lengths: np.ndarray | None,
+    text: tuple[int, ...],
 ) -> Any:
     """One partition's statistics (on its worker); a ``ValueError`` names the partition."""
     _reuse_freed_memory()
     try:
         with one_blas_thread():  # the worker's threads are the parallelism
-            return step(prepared, _piece(block, lengths))
+            return step(prepared, _piece(block, lengths, text))
     except ValueError as exc:
         raise located_error(exc, label) from None
 

@@ -7,7 +7,11 @@ of the same rows to rounding.  ``sample(max_rows, rng)`` draws the rows an in-me
 :class:`~emkit.engine.protocol.ArrayData` of the same rows would draw (the same call on ``rng``)
 and reads only those, so both paths start from the same rows.
 
-Numeric columns only (integers, floats, booleans); a null is a missing cell (NaN).  A source
+Columns of numbers (integers, floats, booleans) and of labels (strings); a null is a missing
+cell (NaN, or None among labels).  A table with label columns reads as an object array, as a
+DataFrame with such columns does in memory; :meth:`TableSource.distinct_labels` gives every
+label column's values over all pieces (so that a family's categories can be those of the whole
+data, not of the rows that build the model).  A source
 of sequences (hidden Markov models) names the column of sequence ids (``sequence="id"``) or
 gives the sequences' ``lengths``; its pieces then hold whole sequences
 (:mod:`emkit.engine.table_sequences`).  Reading needs ``pyarrow`` (the ``parquet`` extra).
@@ -74,6 +78,7 @@ class TableSource:
     sequence: str | None = None  # the column of sequence ids, if the lengths come from one
     lengths: np.ndarray | None = None  # rows of every sequence, in order (None: rows alone)
     cuts: tuple[SequenceCut, ...] = ()  # where the pieces of whole sequences end
+    text_columns: tuple[int, ...] = ()  # the columns of labels (strings), by position
 
     @property
     def n_rows(self) -> int:
@@ -176,12 +181,21 @@ class TableSource:
             return sample_sequence_pieces(self.pieces(), self.lengths, max_rows, rng)
         return sample_pieces(self.pieces, self.n_rows, max_rows, rng)
 
+    def distinct_labels(self) -> dict[int, set[Any]]:
+        """Every label column's distinct values (missing ones left out), over all pieces."""
+        seen: dict[int, set[Any]] = {j: set() for j in self.text_columns}
+        for piece in self.pieces():
+            for j, values in seen.items():
+                values.update(piece.X[:, j].tolist())
+        return {j: {v for v in values if v is not None and v == v} for j, values in seen.items()}
+
     def _empty(self) -> np.ndarray:
-        return np.empty((0, self.width))
+        return np.empty((0, self.width), dtype=object if self.text_columns else np.float64)
 
     def _matrix(self, table: Any, piece: Piece) -> np.ndarray:
         """The columns of an Arrow table as one 2-D array: float32 when every column is
-        float32, else float64; nulls become NaN."""
+        float32, else float64; nulls become NaN.  With label columns, an object array of
+        Python floats and strings (None for a missing label)."""
         pa = _arrow()
         import pyarrow.compute as pc
 
@@ -190,6 +204,8 @@ class TableSource:
                 f"{_where(piece)} has {table.num_rows} rows, its metadata said {piece.n_rows}: "
                 "the file changed while the fit ran, or is damaged"
             )
+        if self.text_columns:
+            return self._object_matrix(table)
         types = [table.schema.field(name).type for name in self.columns]
         dtype = np.float32 if all(t == pa.float32() for t in types) else np.float64
         target = pa.from_numpy_dtype(dtype)
@@ -202,6 +218,22 @@ class TableSource:
                 column = pc.fill_null(column, np.nan)
             columns.append(column.to_numpy())
         return np.stack(columns, axis=1)  # rows contiguous, as the E-step reads them
+
+    def _object_matrix(self, table: Any) -> np.ndarray:
+        pa = _arrow()
+        import pyarrow.compute as pc
+
+        out = np.empty((table.num_rows, self.width), dtype=object)
+        for j, name in enumerate(self.columns):
+            column = table.column(name)
+            if j in self.text_columns:
+                out[:, j] = column.cast(pa.string()).to_numpy(zero_copy_only=False)
+            else:
+                column = column.cast(pa.float64())
+                if column.null_count:
+                    column = pc.fill_null(column, np.nan)
+                out[:, j] = column.to_numpy()
+        return out
 
 
 def sample_pieces(
@@ -250,11 +282,11 @@ def _where(piece: Piece) -> str:
     return f"{piece.path}" + (f" (row group {piece.row_group})" if piece.row_group >= 0 else "")
 
 
-def _numeric_columns(
+def _table_columns(
     schema: Any, columns: Sequence[str] | None, path: Path, sequence: str | None = None
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """The chosen (default: every but the ``sequence`` column) column names, each of a
-    numeric Arrow type."""
+    numeric or string Arrow type, and the positions of the string (label) columns."""
     pa = _arrow()
     names = list(schema.names)
     if sequence is not None and sequence not in names:
@@ -272,15 +304,25 @@ def _numeric_columns(
         )
     if not chosen:
         raise DataSourceError(f"{path}: no columns to read")
-    for name in chosen:
+    text = []
+    for j, name in enumerate(chosen):
         kind = schema.field(name).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
-                or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
+        if _is_label_type(kind):
+            text.append(j)
+        elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                  or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
             raise DataSourceError(
-                f"column {name!r} of {path} holds {kind} values: out-of-core fits read numeric "
-                "columns; choose the columns with columns=[...]"
+                f"column {name!r} of {path} holds {kind} values: out-of-core fits read numbers "
+                "and labels (strings); choose the columns with columns=[...]"
             )
-    return tuple(chosen)
+    return tuple(chosen), tuple(text)
+
+
+def _is_label_type(kind: Any) -> bool:
+    pa = _arrow()
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 class ParquetData(TableSource):
@@ -322,7 +364,7 @@ class ParquetData(TableSource):
                 ) from None
             schema = meta.schema_arrow
             if i == 0:
-                chosen = _numeric_columns(schema, columns, file, sequence)
+                chosen, self.text_columns = _table_columns(schema, columns, file, sequence)
                 first_types = [schema.field(c).type for c in chosen]
             else:
                 _check_same_schema(schema, chosen, first_types, file, files[0])
@@ -406,8 +448,9 @@ class CSVData(TableSource):
         if not self.path.is_file():
             raise DataSourceError(f"{self.path} is not a file")
         header = self._reader(None)
-        chosen = _numeric_columns(header.schema, columns, self.path, sequence)
-        self.columns = chosen
+        self.columns, self.text_columns = _table_columns(
+            header.schema, columns, self.path, sequence
+        )
         sizes = [batch.num_rows for batch in self._blocks()]  # one pass: checks every cell
         self.piece_list = tuple(Piece(self.path, -1, n) for n in sizes if n)
         self._set_sequences(sequence, lengths)
@@ -431,8 +474,11 @@ class CSVData(TableSource):
         pa = _arrow()
         convert: dict[str, Any] = {}
         if columns is not None:
+            text = {columns[j] for j in self.text_columns}
             convert = {"include_columns": list(columns),
-                       "column_types": {c: pa.float64() for c in columns}}
+                       "column_types": {c: pa.string() if c in text else pa.float64()
+                                        for c in columns},
+                       "strings_can_be_null": True}  # an empty label is missing
         elif ids is not None:
             convert = {"include_columns": [ids]}
         try:

@@ -15,9 +15,10 @@ from emkit._validation import InputError, check_finite, real_array
 from emkit.engine import EMConfig, FitResult, NumericalError, Progress, ProgressCallback, fit
 from emkit.engine.dask_source import DaskData, is_dask_collection
 from emkit.engine.data import SequenceData
-from emkit.engine.protocol import INIT_SAMPLE_ROWS
+from emkit.engine.protocol import INIT_SAMPLE_ROWS, ArrayData
 from emkit.engine.sources import CheckedSource, is_table_source
 from emkit.estimators._online import OnlineFitting
+from emkit.families.missing_cells import is_missing
 
 
 class SavedEstimator:
@@ -222,7 +223,13 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
                 f"{', '.join(given)} cannot be given with an out-of-core source: its rows are "
                 "read from disk; fit an array to weigh rows"
             )
-        head = X.head(INIT_SAMPLE_ROWS)
+        if X.text_columns and not self._reads_labels():
+            labels = [X.columns[j] for j in X.text_columns]
+            raise InputError(
+                f"{type(self).__name__} reads numbers, but column(s) {labels} of {X.path} hold "
+                "labels (strings): choose numeric columns with columns=[...]"
+            )
+        head = with_every_label(X, X.head(INIT_SAMPLE_ROWS))
         piece_arguments = self._piece_arguments
         head_arguments = piece_arguments(head)  # (refuses a source of the wrong kind)
         try:
@@ -234,6 +241,10 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
             return self._fit_inputs(piece.X, reset=False, model=model, **piece_arguments(piece))[1]
 
         return model, CheckedSource(X, check)
+
+    def _reads_labels(self) -> bool:
+        """Whether the estimator's data may hold labels (strings), not numbers only."""
+        return False
 
     def _piece_arguments(self, piece: Any) -> dict[str, Any]:
         """The ``fit`` arguments besides ``X`` of an in-memory piece of a source: none for rows
@@ -271,6 +282,30 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "converged_")
+
+
+def with_every_label(source: Any, head: Any) -> Any:
+    """The rows that build the model from a ``source`` with label columns: its first rows,
+    plus a copy of the first row for every label of the whole data they lack (with that label
+    in its column; an extra sequence of them, for sources of sequences), so that a family
+    configured on them knows the categories an in-memory fit would (one pass over the
+    source's label columns).  ``head`` itself when the source has no labels, or lacks none."""
+    if not source.text_columns:
+        return head
+    extra = []
+    for j, labels in source.distinct_labels().items():
+        known = {v for v in head.X[:, j].tolist() if not is_missing(v)}
+        for label in sorted(labels - known, key=repr):  # (the family sorts its categories)
+            row = head.X[0].copy()
+            row[j] = label
+            extra.append(row)
+    if not extra:
+        return head
+    X = np.concatenate([head.X, np.array(extra, dtype=object)])
+    if isinstance(head, SequenceData):
+        lengths = np.append(head.lengths, len(extra))
+        return SequenceData(X, lengths, np.ones(lengths.size))
+    return ArrayData.of(X)
 
 
 # --- families of fitted estimators: in memory after fit, rebuilt from a model file's JSON and

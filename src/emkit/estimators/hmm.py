@@ -111,6 +111,9 @@ class HMM(EMEstimator):
         tags.input_tags.allow_nan = True  # missing rows always; cells where the family can
         return tags
 
+    def _reads_labels(self) -> bool:
+        return not self._make_family().numeric_input
+
     def _make_family(self) -> Family:
         return make_family(self.emission)
 

@@ -90,6 +90,9 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         tags.input_tags.allow_nan = family.handles_missing
         return tags
 
+    def _reads_labels(self) -> bool:
+        return not make_family(self.family).numeric_input
+
     # --- fitting ---------------------------------------------------------------------------------
     def fit(
         self,
