@@ -140,3 +140,64 @@ def test_the_local_path_never_imports_dask() -> None:
     assert is_dask_collection(da.ones((3, 2)))
     with pytest.raises(DataSourceError, match="2-D"):
         DaskData(da.ones(5))
+
+
+def _ran_on_workers(client, fit) -> tuple[object, set[str]]:
+    """``fit()`` and the names of the tasks the cluster ran meanwhile."""
+    with distributed.get_task_stream(client) as stream:
+        result = fit()
+    return result, {str(task["key"]).split("-")[0].strip("('") for task in stream.data}
+
+
+@pytest.mark.slow
+def test_backend_dask_sends_in_memory_rows_to_the_client(dask_client, tmp_path) -> None:
+    """``backend="dask"``: arrays and DataFrames are scattered once to the workers, a Parquet
+    source is read there by Dask; every E-step runs on the workers; the fit equals the local
+    one (rows, sequences, labels)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X = rows(3, n=2000)
+    local = emkit.GaussianMixture(2, random_state=0).fit(X)
+    remote, tasks = _ran_on_workers(
+        dask_client, lambda: emkit.GaussianMixture(2, random_state=0, backend="dask").fit(X)
+    )
+    assert "_partition_stats" in tasks
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-10)
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}),
+                   tmp_path / "x.parquet", row_group_size=300)
+    from_parquet, tasks = _ran_on_workers(dask_client, lambda: emkit.GaussianMixture(
+        2, random_state=0, backend="dask").fit(emkit.ParquetData(tmp_path / "x.parquet")))
+    assert "_partition_stats" in tasks
+    np.testing.assert_allclose(from_parquet.means_, local.means_, rtol=1e-10)
+
+    lengths = np.array([300, 500, 200, 650, 350])
+    hmm = emkit.GaussianHMM(2, random_state=0, max_iter=5)
+    np.testing.assert_allclose(
+        emkit.GaussianHMM(2, random_state=0, max_iter=5, backend="dask").fit(X, lengths).means_,
+        hmm.fit(X, lengths).means_, rtol=1e-9,
+    )
+    labels = pd.DataFrame({"size": X[:, 0], "colour": np.where(X[:, 1] > 0, "red", "blue")})
+    family = {"name": "product", "blocks": [["normal", [0]], ["categorical", [1]]]}
+    mixture = emkit.MixtureModel(family, 2, random_state=0, max_iter=5)
+    np.testing.assert_allclose(
+        emkit.MixtureModel(family, 2, random_state=0, max_iter=5, backend="dask")
+        .fit(labels).weights_, mixture.fit(labels).weights_, rtol=1e-10,
+    )
+    with pytest.raises(ValueError, match="sample_weight cannot be given .* backend='dask'"):
+        emkit.GaussianMixture(2, backend="dask").fit(X, sample_weight=np.ones(2000))
+    with pytest.raises(ValueError, match=r"backend must be one of \('local', 'dask'\)"):
+        emkit.GaussianMixture(2, backend="spark").fit(X)
+
+
+def test_backend_dask_without_a_client_says_so() -> None:
+    code = (
+        "import numpy as np, emkit\n"
+        "try:\n"
+        "    emkit.GaussianMixture(2, backend='dask').fit(np.ones((10, 2)))\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "backend='dask' runs the E-steps on the workers of a distributed.Client" in out.stdout

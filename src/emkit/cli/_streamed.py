@@ -19,7 +19,7 @@ from emkit._tabular import PARQUET_SUFFIXES
 from emkit._validation import InputError
 from emkit.cli._common import _split_columns, _stderr
 from emkit.cli._report import _component_table, _key_value_table
-from emkit.engine.dask_source import DaskData
+from emkit.engine.dask_source import DaskData, dask_table
 from emkit.engine.loop import Progress
 from emkit.engine.sources import CSVData, ParquetData, TableSource
 
@@ -84,7 +84,8 @@ def fit_source(
     on_dask = _dask_client(dask_address) if dask_address is not None else contextlib.nullcontext()
     with on_dask:
         if dask_address is not None:
-            source: TableSource = DaskData(_dask_table(data, columns, sequence), sequence=sequence)
+            source: TableSource = DaskData(dask_table(data, _split_columns(columns), sequence),
+                                          sequence=sequence)
         else:
             source = table_source(data, columns, sequence)
         _check_rows(data, source.n_rows, needs)
@@ -202,22 +203,6 @@ def _dask_client(address: str) -> Iterator[Any]:
         raise InputError(f"--dask {address}: no Dask scheduler answered ({exc})") from None
     with client:
         yield client
-
-
-def _dask_table(data: Path, columns: str | None, sequence: str | None = None) -> Any:
-    """DATA as a Dask DataFrame (a Parquet folder or file, or a CSV file); with ``sequence``,
-    its column of sequence ids besides the chosen columns."""
-    import dask.dataframe as dd
-
-    if not data.exists():
-        raise FileNotFoundError(f"no data file at {data}")
-    selected = _split_columns(columns)
-    if selected is not None and sequence is not None:
-        selected = [sequence, *selected]
-    if data.is_dir() or data.suffix.lower() in PARQUET_SUFFIXES:
-        return dd.read_parquet(data, columns=selected)
-    frame = dd.read_csv(data)
-    return frame if selected is None else frame[selected]
 
 
 def streamed_summary(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,12 @@ def is_dask_collection(X: Any) -> bool:
 
 class DaskData(TableSource):
     """The rows of a 2-D Dask array, or of the (numeric) columns of a Dask DataFrame, a
-    partition (a block of whole rows) per piece.  Sequences (hidden Markov models): the
+    partition (a block of whole rows) per piece (``columns``: the DataFrame's columns to read,
+    or the names of the array's columns; ``labels``: which of an object array's columns hold
+    labels).  Sequences (hidden Markov models): the
     DataFrame's column of sequence ids (``sequence``), or the sequences' ``lengths``; every
-    sequence must lie within one partition."""
+    sequence must lie within one partition.  ``holds``: the futures of data scattered to the
+    cluster that the collection reads (:func:`scattered`), released with the source."""
 
     def __init__(
         self,
@@ -57,9 +61,12 @@ class DaskData(TableSource):
         *,
         sequence: str | None = None,
         lengths: Any = None,
+        holds: Any = (),
+        labels: tuple[int, ...] = (),
     ):
         import dask.dataframe as dd
 
+        self.holds = tuple(holds)  # scattered pieces the collection reads: kept while it lives
         if sequence is not None and lengths is not None:
             raise DataSourceError("give the sequence column or the lengths, not both")
         ids = None
@@ -100,8 +107,12 @@ class DaskData(TableSource):
             array = X
             if array.ndim != 2:
                 raise DataSourceError(f"a Dask array of rows must be 2-D, got shape {X.shape}")
-            names = [f"x{j}" for j in range(array.shape[1])]
-            self.named = False
+            if columns is None:
+                names = [f"x{j}" for j in range(array.shape[1])]
+                self.named = False
+            else:  # the names of the array's columns (rows scattered from a DataFrame)
+                names = [str(c) for c in columns]
+            self.text_columns = tuple(labels)
         if array.dtype.kind not in "biuf" and not self.text_columns:
             raise DataSourceError(f"the Dask array holds {array.dtype} values, not numbers")
         if any(np.isnan(c) for c in array.chunks[0]):
@@ -115,6 +126,16 @@ class DaskData(TableSource):
             self._sequences_from_ids(ids, sequence)
         elif lengths is not None:
             self._sequences_from_lengths(lengths)
+
+    @classmethod
+    def read(cls, source: TableSource) -> DaskData:
+        """The table of a Parquet or CSV source read by Dask (its partitions on the workers):
+        the same columns, sequence column or lengths."""
+        frame = dask_table(source.path, list(source.columns), source.sequence,
+                           getattr(source, "delimiter", ","))
+        if source.sequence is None and source.lengths is not None:
+            return cls(frame, lengths=source.lengths)
+        return cls(frame, columns=list(source.columns), sequence=source.sequence)
 
     def _sequences_from_ids(self, ids: Any, column: str) -> None:
         """Each partition's runs of equal ids (computed where the partitions are; only the
@@ -237,6 +258,75 @@ class DaskData(TableSource):
     def __repr__(self) -> str:
         return (f"DaskData({self.n_rows} rows in {len(self.row_chunks)} partitions, "
                 f"columns={list(self.columns)})")
+
+
+def dask_table(
+    path: Any, columns: list[str] | None, sequence: str | None = None, delimiter: str = ","
+) -> Any:
+    """The Dask DataFrame of a Parquet folder or file, or of a CSV file: the ``columns``
+    (None: all) and the ``sequence`` column, if any."""
+    import dask.dataframe as dd
+
+    from emkit._tabular import PARQUET_SUFFIXES
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no data file at {path}")
+    chosen = None if columns is None else ([sequence] if sequence else []) + list(columns)
+    if path.is_dir() or path.suffix.lower() in PARQUET_SUFFIXES:
+        return dd.read_parquet(path, columns=chosen)
+    frame = dd.read_csv(path, sep=delimiter)
+    return frame if chosen is None else frame[chosen]
+
+
+def active_client() -> Any:
+    """The active ``distributed.Client`` (``backend="dask"`` needs one)."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        raise DataSourceError(
+            "backend='dask' needs dask and distributed: pip install 'emkit[dask]'"
+        ) from None
+    try:
+        return default_client()
+    except ValueError:
+        raise DataSourceError(
+            "backend='dask' runs the E-steps on the workers of a distributed.Client: start one "
+            "first (distributed.Client() for this machine, or Client('tcp://host:8786'))"
+        ) from None
+
+
+def scattered(X: Any, lengths: Any = None) -> DaskData:
+    """In-memory rows ``X`` (an array or a DataFrame) sent once to the workers of the active
+    Client, as about two partitions per worker thread (each of whole sequences, when
+    ``lengths`` cut ``X`` into sequences): the E-steps then run there (``backend="dask"``)."""
+    import dask
+    import dask.array as da
+
+    client = active_client()
+    n = len(X)
+    parts = max(1, min(n, 2 * sum(client.nthreads().values())))
+    ends = np.linspace(0, n, parts + 1).round().astype(np.int64)
+    if lengths is not None:
+        lengths = check_lengths(lengths, n)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        ends = offsets[np.unique(np.searchsorted(offsets, ends))]  # at sequence ends
+    bounds = list(zip(ends[:-1].tolist(), ends[1:].tolist(), strict=True))
+    names: list[str] | None = None
+    labels: tuple[int, ...] = ()
+    if hasattr(X, "iloc"):  # a pandas DataFrame: its columns' names and labels travel
+        names = [str(c) for c in X.columns]
+        labels = tuple(j for j, kind in enumerate(X.dtypes) if _is_label_dtype(kind))
+        X = X.to_numpy(dtype=object if labels else None)
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise DataSourceError(f"backend='dask' takes 2-D rows, got shape {X.shape}")
+    futures = client.scatter([X[a:b] for a, b in bounds])
+    array = da.concatenate([
+        da.from_delayed(dask.delayed(f), shape=(b - a, X.shape[1]), dtype=X.dtype)
+        for f, (a, b) in zip(futures, bounds, strict=True)
+    ])
+    return DaskData(array, names, lengths=lengths, holds=futures, labels=labels)
 
 
 def _rows(block: np.ndarray, text: tuple[int, ...] = ()) -> np.ndarray:

@@ -13,12 +13,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import InputError, check_finite, real_array
 from emkit.engine import EMConfig, FitResult, NumericalError, Progress, ProgressCallback, fit
-from emkit.engine.dask_source import DaskData, is_dask_collection
+from emkit.engine.dask_source import DaskData, is_dask_collection, scattered
 from emkit.engine.data import SequenceData
 from emkit.engine.protocol import INIT_SAMPLE_ROWS, ArrayData
 from emkit.engine.sources import CheckedSource, is_table_source
 from emkit.estimators._online import OnlineFitting
 from emkit.families.missing_cells import is_missing
+
+# where the E-steps of an in-memory fit run: here (threads), or on the workers of the active
+# distributed.Client (the rows are sent there once)
+BACKENDS = ("local", "dask")
 
 
 class SavedEstimator:
@@ -124,6 +128,7 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
     """
 
     _start_arguments: tuple[str, ...] = ()
+    backend: str  # "local" or "dask" (BACKENDS), a constructor parameter of every estimator
 
     def _config(self) -> EMConfig:
         return EMConfig(
@@ -213,15 +218,21 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
         time an E-step reads it (on the Dask workers, for a Dask collection)."""
         if reset is None:
             reset = not self._continues()
+        backend = self._backend()
         if is_dask_collection(X):
             X = DaskData(X)
-        if not is_table_source(X):
-            return self._fit_inputs(X, reset=reset, **arguments)
+        elif is_table_source(X) and backend == "dask":
+            X = DaskData.read(X)
+        elif not is_table_source(X):
+            if backend == "local":
+                return self._fit_inputs(X, reset=reset, **arguments)
+            X = scattered(X, arguments.pop("lengths", None))
         given = sorted(name for name, value in arguments.items() if value is not None)
         if given:
             raise InputError(
-                f"{', '.join(given)} cannot be given with an out-of-core source: its rows are "
-                "read from disk; fit an array to weigh rows"
+                f"{', '.join(given)} cannot be given with an out-of-core source or "
+                "backend='dask': the rows are read where they are; fit an array (in memory, "
+                "backend='local') to weigh rows"
             )
         if X.text_columns and not self._reads_labels():
             labels = [X.columns[j] for j in X.text_columns]
@@ -241,6 +252,12 @@ class EMEstimator(OnlineFitting, SavedEstimator, BaseEstimator):
             return self._fit_inputs(piece.X, reset=False, model=model, **piece_arguments(piece))[1]
 
         return model, CheckedSource(X, check)
+
+    def _backend(self) -> str:
+        backend = self.backend
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        return str(backend)
 
     def _reads_labels(self) -> bool:
         """Whether the estimator's data may hold labels (strings), not numbers only."""

@@ -56,6 +56,9 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
     ``restart_objectives_`` and ``best_restart_`` tell which run won.  ``learn`` (an
     :class:`emkit.MixtureLearn`) holds parameters at their start, e.g.
     ``MixtureLearn(components=("covariances",))`` with ``means_init`` zeros: zero-mean components.
+    ``backend``: where the E-steps run, ``"local"`` (this machine's threads) or ``"dask"``
+    (the workers of the active ``distributed.Client``; rows in memory are sent there once, a
+    Parquet or CSV source is read there); a Dask array or DataFrame always runs on Dask.
     """
 
     _start_arguments = ("weights_init", "means_init", "precisions_init")
@@ -81,6 +84,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         accelerate: str = "none",
         learn: MixtureLearn | None = None,
         verbose: int = 0,
+        backend: str = "local",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -100,6 +104,7 @@ class GaussianMixture(MixtureInference, DensityMixin, EMEstimator):
         self.accelerate = accelerate
         self.learn = learn
         self.verbose = verbose
+        self.backend = backend
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

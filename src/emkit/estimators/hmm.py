@@ -59,7 +59,8 @@ class HMM(EMEstimator):
     ``learn`` (:class:`Learn`) freezes parts of the model; ``algorithm`` the default decoder.
     The loop settings (``tol`` on the relative change of the mean log-likelihood per
     observation, ``max_iter``, ``n_init``, ``warm_start``, ``accelerate="squarem"``, …) are
-    those of every emkit estimator.
+    those of every emkit estimator, and so is ``backend`` (``"dask"``: the E-steps on the
+    workers of the active ``distributed.Client``, each partition whole sequences).
 
     Fitted: ``startprob_``, ``transmat_``, ``emission_`` (the configured family; its config in
     ``emission_config_``), ``emission_params_`` and the family's named arrays (``means_``,
@@ -88,6 +89,7 @@ class HMM(EMEstimator):
         stopping: str = "relative",
         accelerate: str = "none",
         verbose: int = 0,
+        backend: str = "local",
     ):
         self.emission = emission
         self.n_states = n_states
@@ -105,6 +107,7 @@ class HMM(EMEstimator):
         self.stopping = stopping
         self.accelerate = accelerate
         self.verbose = verbose
+        self.backend = backend
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

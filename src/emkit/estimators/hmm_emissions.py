@@ -52,6 +52,7 @@ class GaussianHMM(HMM):
         stopping: str = "relative",
         accelerate: str = "none",
         verbose: int = 0,
+        backend: str = "local",
     ):
         _common(self, locals())
 
@@ -108,6 +109,7 @@ class GMMHMM(HMM):
         stopping: str = "relative",
         accelerate: str = "none",
         verbose: int = 0,
+        backend: str = "local",
     ):
         _common(self, locals())
 
@@ -141,6 +143,7 @@ class PoissonHMM(HMM):
         stopping: str = "relative",
         accelerate: str = "none",
         verbose: int = 0,
+        backend: str = "local",
     ):
         _common(self, locals())
 
@@ -176,6 +179,7 @@ class MultinomialHMM(HMM):
         stopping: str = "relative",
         accelerate: str = "none",
         verbose: int = 0,
+        backend: str = "local",
     ):
         _common(self, locals())
 
@@ -211,6 +215,7 @@ class CategoricalHMM(HMM):
         stopping: str = "relative",
         accelerate: str = "none",
         verbose: int = 0,
+        backend: str = "local",
     ):
         _common(self, locals())
 

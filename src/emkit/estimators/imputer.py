@@ -42,6 +42,8 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
     missing are left out of the fit and filled from the marginal (mean, or a draw).
     ``accelerate``: the imputation model's acceleration (None: its default, SQUAREM for
     ``"normal"``, none for ``"gmm"``; ``"none"`` for plain EM steps).
+    ``backend="dask"``: the imputation model's E-steps on the workers of the active
+    ``distributed.Client`` (as :class:`emkit.GaussianMixture`'s).
     A fitted imputer saves and loads with :func:`emkit.save` / :func:`emkit.load`.
     """
 
@@ -59,6 +61,7 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
         n_init: int = 1,
         accelerate: str | None = None,
         random_state: Any = None,
+        backend: str = "local",
     ):
         self.model = model
         self.n_components = n_components
@@ -71,6 +74,7 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
         self.n_init = n_init
         self.accelerate = accelerate
         self.random_state = random_state
+        self.backend = backend
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -94,7 +98,7 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
         fills rows held in memory."""
         self._check_params()
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        if is_dask_collection(X) or is_table_source(X):
+        if is_dask_collection(X) or is_table_source(X) or self.backend == "dask":
             self._fit_source(X, seed)
             return self
         names = getattr(X, "columns", None)
@@ -129,7 +133,9 @@ class EMImputer(SavedEstimator, TransformerMixin, BaseEstimator):
 
     def _model(self, seed: int) -> MissingNormal | GaussianMixture:
         """The unfitted estimator of the imputation model."""
-        given = {} if self.accelerate is None else {"accelerate": self.accelerate}
+        given: dict[str, Any] = {"backend": self.backend}
+        if self.accelerate is not None:
+            given["accelerate"] = self.accelerate
         if self.model == "normal":
             return MissingNormal(
                 reg_covar=self.reg_covar, max_iter=self.max_iter, tol=self.tol,

@@ -98,6 +98,7 @@ class MissingNormal(DensityMixin, EMEstimator):
     ``n_bootstrap`` refits on resampled rows), ``n_patterns_`` and ``n_empty_rows_``; the
     likelihood, the information and the patterns are statistics of the final E-step (no extra
     pass over the data).
+    ``backend``: ``"local"`` or ``"dask"``, as for :class:`emkit.GaussianMixture`.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class MissingNormal(DensityMixin, EMEstimator):
         stopping: str = "relative",
         accelerate: str = "squarem",
         verbose: int = 0,
+        backend: str = "local",
     ):
         self.tol = tol
         self.reg_covar = reg_covar
@@ -126,6 +128,7 @@ class MissingNormal(DensityMixin, EMEstimator):
         self.stopping = stopping
         self.accelerate = accelerate
         self.verbose = verbose
+        self.backend = backend
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

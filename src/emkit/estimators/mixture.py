@@ -41,6 +41,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
     multinomial (``family.handles_missing``): a row's density is that of its observed cells,
     and the M-step counts each missing cell at its expected statistics (rows with nothing
     observed are left out).
+    ``backend``: ``"local"`` or ``"dask"``, as for :class:`emkit.GaussianMixture`.
     """
 
     _start_arguments = ("weights_init", "components_init")
@@ -64,6 +65,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         accelerate: str = "none",
         learn: MixtureLearn | None = None,
         verbose: int = 0,
+        backend: str = "local",
     ):
         self.family = family
         self.n_components = n_components
@@ -81,6 +83,7 @@ class MixtureModel(MixtureInference, DensityMixin, EMEstimator):
         self.accelerate = accelerate
         self.learn = learn
         self.verbose = verbose
+        self.backend = backend
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
