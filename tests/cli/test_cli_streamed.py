@@ -155,3 +155,29 @@ def test_an_hmm_on_a_parquet_folder_of_sequences_equals_in_memory(tmp_path: Path
     labels = runner.invoke(main, ["fit", "hmm", str(folder), "--states", "2", "--sequence",
                                   "day", "--emission", "categorical"])
     assert_user_error(labels, "reads labels")
+
+
+def test_a_categorical_mixture_out_of_core_equals_in_memory(tmp_path: Path) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({"c": rng.choice(["a", "b", "c"], size=400),
+                          "e": rng.choice(["x", "y"], size=400)})
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False),
+                   folder / "p.parquet", row_group_size=90)
+    csv = tmp_path / "labels.csv"
+    frame.to_csv(csv, index=False)
+    runner = CliRunner()
+    args = ["--family", "categorical", "-k", "2", "--seed", "0"]
+    disk = runner.invoke(main, ["fit", "mixture", str(folder), *args, "-o",
+                                str(tmp_path / "d.emk")])
+    memory = runner.invoke(main, ["fit", "mixture", str(csv), *args, "-o",
+                                  str(tmp_path / "m.emk")])
+    assert disk.exit_code == 0 and memory.exit_code == 0, disk.output + memory.output
+    assert "read out of core" in disk.output
+    np.testing.assert_allclose(emkit.load(tmp_path / "d.emk").weights_,
+                               emkit.load(tmp_path / "m.emk").weights_, rtol=1e-9)
+    online = runner.invoke(main, ["fit", "mixture", str(folder), *args, "--online"])
+    assert_user_error(online, "--online batches do not")

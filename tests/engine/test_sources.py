@@ -276,6 +276,10 @@ def test_labels_out_of_core_know_every_category(tmp_path: Path, monkeypatch) -> 
         np.testing.assert_allclose(from_disk.weights_, in_memory.weights_, rtol=1e-10)
         # the categories (the normal block's origin, a centring, is the first rows' mean)
         assert from_disk.family_.config()["blocks"][1] == in_memory.family_.config()["blocks"][1]
+        # online, a step per piece: the first piece ("a", "b") starts from the same categories
+        online = emkit.MixtureModel(family, 2, random_state=1).fit_stream(source)
+        assert online.n_iter_ == len(source.piece_list)
+        assert online.family_.config()["blocks"][1] == in_memory.family_.config()["blocks"][1]
     with pytest.raises(ValueError, match=r"GaussianMixture reads numbers, but column\(s\) "
                                          r"\['colour'\] of .* hold labels"):
         emkit.GaussianMixture(2).fit(ParquetData(folder))

@@ -259,14 +259,15 @@ def _fit_mixture_streamed(
     batch_size: int,
     dask_address: str | None,
 ) -> None:
-    """``emkit fit mixture`` out of core, online or on Dask: numeric columns, no weights."""
+    """``emkit fit mixture`` out of core, online or on Dask: no weights; labels (text
+    columns) out of core and on Dask, not online (its batches would not know every label)."""
     if weights is not None or drop_missing:
         option = "--weights" if weights is not None else "--drop-missing"
         raise InputError(f"{option} needs DATA in memory: leave out --out-of-core/--online (and "
                          "give a file, not a folder)")
-    if _text_family([estimator.family]):
-        raise InputError(f"a {estimator.family} mixture reads text columns, which out-of-core "
-                         "and online fits do not: give a file without --out-of-core/--online")
+    if online and _text_family([estimator.family]):
+        raise InputError(f"a {estimator.family} mixture reads text columns, which --online "
+                         "batches do not: leave out --online (out of core reads them)")
     with _reported_warnings():
         kept, names, n, source = fit_streamed(
             estimator, data, columns, online=online, batch_size=batch_size,

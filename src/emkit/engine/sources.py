@@ -546,6 +546,11 @@ class CheckedSource:
         return self.source.width
 
     def pieces(self) -> Iterator[Any]:
+        for _, checked in self.counted_pieces():
+            yield checked
+
+    def counted_pieces(self) -> Iterator[tuple[int, Any]]:
+        """``(rows read, checked piece)`` of every piece, in order (a check may drop rows)."""
         start = 0
         for label, data in zip(self.source.labels(), self.source.pieces(), strict=True):
             stop = start + data.n_rows
@@ -553,7 +558,7 @@ class CheckedSource:
                 checked = self.check(data)
             except ValueError as exc:
                 raise located_error(exc, label, start, stop) from None
-            yield checked
+            yield data.n_rows, checked
             start = stop
 
     def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:

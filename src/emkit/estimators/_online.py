@@ -82,22 +82,28 @@ class OnlineFitting:
         (:class:`~emkit.engine.online.OnlineMonitor` with ``tol``, windows of
         ``ONLINE_WINDOW`` batches); ``stop_early=True`` ends the pass there."""
         sizes = StepSizes(t0, kappa)
+        warm = self._continues()
         if is_dask_collection(batches):
             batches = DaskData(batches)
-        if is_table_source(batches):  # an out-of-core table: one step per piece
-            arguments = (
-                {"X": piece.X, **self._piece_arguments(piece)} for piece in batches.pieces()
-            )
+        if is_table_source(batches):  # an out-of-core table: the model as fit builds it
+            model, checked = self._fit_data(batches, reset=not warm)
+            stream = self._counted(checked.counted_pieces())  # then one step per piece
+            data = next(stream)
         else:
-            arguments = (self._stream_arguments(item) for item in batches)
-        first, items = first_and_rest(arguments)
-        warm = self._continues()
-        model, data = self._batch(first, reset=not warm, first=True)
+            first, items = first_and_rest(self._stream_arguments(item) for item in batches)
+            model, data = self._batch(first, reset=not warm, first=True)
+            stream = (self._batch(item, reset=False, model=model)[1] for item in items)
         params = self._get_fitted_params() if warm else self._start(model, data, self._rng())
-        rest = (self._batch(item, reset=False, model=model)[1] for item in items)
         return self._run_online(
-            model, OnlineState(params), chain([data], rest), sizes, n_rows, callback, stop_early
+            model, OnlineState(params), chain([data], stream), sizes, n_rows, callback,
+            stop_early,
         )
+
+    def _counted(self, pieces: Iterator[tuple[int, Any]]) -> Iterator[Any]:
+        """The checked pieces of a source, their dropped rows counted (``_left_out``)."""
+        for i, (given, data) in enumerate(pieces):
+            self._left_out(given, data, i == 0)
+            yield data
 
     # --- shared -------------------------------------------------------------------------------
     def _online(
