@@ -67,6 +67,10 @@ def test_log_softmax_rows_keeps_the_far_terms(dtype) -> None:
 def test_argmax_rows_is_numpys_argmax_first_of_ties() -> None:
     a = np.random.default_rng(3).integers(0, 4, size=(500, 6)).astype(np.float64)
     np.testing.assert_array_equal(argmax_rows(a), a.argmax(axis=1))
+    hard = hard_rows(1)  # an all −∞ row (column 0, as numpy), rows of one finite term
+    np.testing.assert_array_equal(argmax_rows(hard), hard.argmax(axis=1))
+    single = hard.astype(np.float32)
+    np.testing.assert_array_equal(argmax_rows(single), single.argmax(axis=1))
 
 
 @pytest.mark.parametrize("cov", ["full", "diag", "spherical"])
