@@ -458,15 +458,7 @@ class CSVData(TableSource):
         self._set_sequences(sequence, lengths)
 
     def _sequence_ids(self, column: str) -> Iterator[np.ndarray]:
-        pa = _arrow()
-        reader = self._reader(None, ids=column)
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except (pa.ArrowException, OSError) as exc:
-                raise DataSourceError(f"{self.path}: {exc}") from None
+        for batch in self._blocks(self._reader(None, ids=column)):
             if batch.num_rows:
                 yield _id_values(batch.column(0))
 
@@ -493,9 +485,10 @@ class CSVData(TableSource):
         except (pa.ArrowException, OSError) as exc:
             raise DataSourceError(f"{self.path} cannot be read as CSV ({exc})") from None
 
-    def _blocks(self) -> Iterator[Any]:
+    def _blocks(self, reader: Any = None) -> Iterator[Any]:
+        """The record batches of ``reader`` (default: the chosen columns), errors named."""
         pa = _arrow()
-        reader = self._reader(self.columns)
+        reader = self._reader(self.columns) if reader is None else reader
         while True:
             try:
                 batch = reader.read_next_batch()
