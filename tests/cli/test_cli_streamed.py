@@ -181,3 +181,24 @@ def test_a_categorical_mixture_out_of_core_equals_in_memory(tmp_path: Path) -> N
                                emkit.load(tmp_path / "m.emk").weights_, rtol=1e-9)
     online = runner.invoke(main, ["fit", "mixture", str(folder), *args, "--online"])
     assert_user_error(online, "--online batches do not")
+
+
+def test_progress_lines_without_a_terminal(faithful_files, monkeypatch) -> None:
+    """stderr to a file or a pipe (a batch job): plain progress lines with rows/s, the first
+    step always, then at most every LOG_EVERY_S seconds; none with --quiet."""
+    import emkit.cli._streamed as streamed
+
+    folder, _ = faithful_files
+    runner = CliRunner()
+    logged = runner.invoke(main, ["fit", "gmm", str(folder), "-k", "2", "--seed", "0"])
+    assert logged.exit_code == 0, logged.output
+    lines = logged.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("EM 1/100  mean log-lik -")
+    assert lines[0].endswith(" rows/s")
+    monkeypatch.setattr(streamed, "LOG_EVERY_S", 0.0)  # a line every step
+    every = runner.invoke(main, ["fit", "gmm", str(folder), "-k", "2", "--seed", "0",
+                                 "--max-iter", "4", "--tol", "0"])
+    steps = [line.split()[1] for line in every.stderr.splitlines() if line.startswith("EM ")]
+    assert steps == ["1/4", "2/4", "3/4", "4/4"]  # (then the warning that it did not converge)
+    quiet = runner.invoke(main, ["fit", "gmm", str(folder), "-k", "2", "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""

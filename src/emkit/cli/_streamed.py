@@ -113,14 +113,22 @@ def row_batches(data: np.ndarray | TableSource, size: int) -> Iterator[np.ndarra
         yield left
 
 
+LOG_EVERY_S = 5.0  # without a terminal (a log file, a batch job): a progress line this often
+
+
 @contextlib.contextmanager
 def streamed_progress(
     enabled: bool, steps: int, rows_per_step: int, label: str
 ) -> Iterator[Callable[[Progress], None] | None]:
-    """A transient progress bar with the rows per second of the last step."""
+    """A transient progress bar with the rows per second of the last step; without a terminal
+    (stderr to a file or a pipe, as in a batch job), a plain line on the first step and then at
+    most every ``LOG_EVERY_S`` seconds."""
     console = _stderr()
-    if not enabled or not console.is_terminal:
+    if not enabled:
         yield None
+        return
+    if not console.is_terminal:
+        yield _progress_lines(console, steps, rows_per_step, label)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
     from rich.progress import Progress as Bar
@@ -139,6 +147,26 @@ def streamed_progress(
                        description=f"{label} mean log-lik {progress.mean_objective:.6g}")
 
         yield callback
+
+
+def _progress_lines(
+    console: Any, steps: int, rows_per_step: int, label: str
+) -> Callable[[Progress], None]:
+    """A callback writing ``label step/steps  mean log-lik …  rows/s`` lines, throttled."""
+    last_step = [time.perf_counter()]
+    last_line = [-math.inf]
+
+    def callback(progress: Progress) -> None:
+        now = time.perf_counter()
+        rate = rows_per_step / max(now - last_step[0], 1e-9)
+        last_step[0] = now
+        if now - last_line[0] >= LOG_EVERY_S:
+            last_line[0] = now
+            console.print(f"{label} {progress.iteration}/{max(1, steps)}  mean log-lik "
+                          f"{progress.mean_objective:.10g}  {rate:,.0f} rows/s",
+                          soft_wrap=True, highlight=False)
+
+    return callback
 
 
 def fit_streamed(
