@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from emkit.engine.backend import one_blas_thread
-from emkit.engine.data import SequenceData, check_lengths, sample_sequences
+from emkit.engine.data import SequenceData, check_lengths, sample_sequences, sequence_rows
 from emkit.engine.loop import PieceEStep
 from emkit.engine.protocol import ArrayData
 from emkit.engine.sources import (
@@ -33,7 +33,13 @@ from emkit.engine.sources import (
     located_error,
 )
 from emkit.engine.stats import sum_in_order
-from emkit.engine.table_sequences import SequenceIdError, check_runs_unique, has_missing, plain
+from emkit.engine.table_sequences import (
+    SequenceIdError,
+    check_runs_unique,
+    has_missing,
+    plain,
+    runs_of,
+)
 
 
 def is_dask_collection(X: Any) -> bool:
@@ -132,7 +138,7 @@ class DaskData(TableSource):
         """The table of a Parquet or CSV source read by Dask (its partitions on the workers):
         the same columns, sequence column or lengths."""
         frame = dask_table(source.path, list(source.columns), source.sequence,
-                           getattr(source, "delimiter", ","))
+                           source.delimiter)
         if source.sequence is None and source.lengths is not None:
             return cls(frame, lengths=source.lengths)
         return cls(frame, columns=list(source.columns), sequence=source.sequence)
@@ -231,8 +237,7 @@ class DaskData(TableSource):
             chosen = sample_sequences(self.lengths, max_rows, rng)
             if chosen is None:
                 return _piece(self.array.compute(), self.lengths, self.text_columns)
-            offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in chosen])
+            rows = sequence_rows(self.lengths, chosen)
             return _piece(self.array[rows].compute(), self.lengths[chosen], self.text_columns)
         if n <= max_rows:
             return self.head(n)
@@ -352,8 +357,10 @@ def _rows(block: np.ndarray, text: tuple[int, ...] = ()) -> np.ndarray:
 
 def _labels_of(block: np.ndarray, text: tuple[int, ...]) -> dict[int, set[Any]]:
     """The distinct labels of a partition's label columns (missing ones left out)."""
-    X = _rows(block, text)
-    return {j: {v for v in X[:, j].tolist() if v is not None} for j in text}
+    import pandas as pd
+
+    X = np.asarray(block)
+    return {j: {v for v in X[:, j].tolist() if not pd.isna(v)} for j in text}
 
 
 def _is_label_dtype(kind: Any) -> bool:
@@ -370,12 +377,8 @@ def _piece(block: np.ndarray, lengths: np.ndarray | None, text: tuple[int, ...] 
 
 
 def _runs(ids: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The first id and the length of every run of equal ids of a partition's column."""
-    values = np.asarray(ids.to_numpy(dtype=object) if ids.dtype == object else ids.to_numpy())
-    if values.size == 0:
-        return values, np.zeros(0, np.int64)
-    starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
-    return values[starts], np.diff(np.append(starts, values.size)).astype(np.int64)
+    """The runs of equal ids (first id, length) of a partition's column (on its worker)."""
+    return runs_of(ids.to_numpy(dtype=object) if ids.dtype == object else ids.to_numpy())
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters

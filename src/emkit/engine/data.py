@@ -67,6 +67,14 @@ def check_lengths(lengths: Any, n_rows: int | None) -> np.ndarray:
     return out
 
 
+def sequence_rows(lengths: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The row numbers of the sequences ``index`` (in that order) of sequences of ``lengths``."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return np.concatenate(
+        [np.arange(offsets[i], offsets[i + 1]) for i in index] or [np.empty(0, np.int64)]
+    )
+
+
 def sample_sequences(
     lengths: np.ndarray, max_rows: int, rng: np.random.Generator
 ) -> np.ndarray | None:
@@ -165,10 +173,7 @@ class SequenceData:
     def subset(self, index: Any) -> SequenceData:
         """The sequences ``index`` (in that order) as a new data set."""
         index = np.asarray(index, dtype=np.int64).ravel()
-        offsets = self.offsets
-        rows = np.concatenate(
-            [np.arange(offsets[i], offsets[i + 1]) for i in index] or [np.empty(0, np.int64)]
-        )
+        rows = sequence_rows(self.lengths, index)
         return SequenceData(self.X[rows], self.lengths[index], self.sequence_weights[index])
 
     def with_weights(self, weights: Any) -> SequenceData:

@@ -79,6 +79,7 @@ class TableSource:
     lengths: np.ndarray | None = None  # rows of every sequence, in order (None: rows alone)
     cuts: tuple[SequenceCut, ...] = ()  # where the pieces of whole sequences end
     text_columns: tuple[int, ...] = ()  # the columns of labels (strings), by position
+    delimiter = ","  # a CSV file's field separator (a Dask reader of the table needs it)
 
     @property
     def n_rows(self) -> int:
@@ -134,7 +135,8 @@ class TableSource:
         where = self._row_labels()
         if sequence is not None:
             try:
-                lengths = run_lengths(self._sequence_ids(sequence), sequence, where)
+                ids = (_id_values(columns[0]) for columns in self._stored_columns([sequence]))
+                lengths = run_lengths(ids, sequence, where)
             except SequenceIdError as exc:
                 raise DataSourceError(f"{self.path}: {exc}") from None
         else:
@@ -145,8 +147,9 @@ class TableSource:
         self.sequence, self.lengths = sequence, lengths
         self.cuts = sequence_cuts([p.n_rows for p in self.piece_list], lengths)
 
-    def _sequence_ids(self, column: str) -> Iterator[np.ndarray]:
-        """The values of the sequence id column, a stored piece at a time."""
+    def _stored_columns(self, names: Sequence[str]) -> Iterator[list[Any]]:
+        """The Arrow columns ``names`` alone (label columns read as in the pieces), a stored
+        piece at a time: a pass that needs a few columns reads only those."""
         raise NotImplementedError
 
     def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
@@ -182,12 +185,13 @@ class TableSource:
         return sample_pieces(self.pieces, self.n_rows, max_rows, rng)
 
     def distinct_labels(self) -> dict[int, set[Any]]:
-        """Every label column's distinct values (missing ones left out), over all pieces."""
+        """Every label column's distinct values (missing ones left out), over all pieces (a
+        pass that reads the label columns only)."""
         seen: dict[int, set[Any]] = {j: set() for j in self.text_columns}
-        for piece in self.pieces():
-            for j, values in seen.items():
-                values.update(piece.X[:, j].tolist())
-        return {j: {v for v in values if v is not None and v == v} for j, values in seen.items()}
+        for columns in self._stored_columns([self.columns[j] for j in self.text_columns]):
+            for values, column in zip(seen.values(), columns, strict=True):
+                values.update(_label_values(column).tolist())
+        return {j: values - {None} for j, values in seen.items()}
 
     def _empty(self) -> np.ndarray:
         return np.empty((0, self.width), dtype=object if self.text_columns else np.float64)
@@ -197,8 +201,6 @@ class TableSource:
         float32, else float64; nulls become NaN.  With label columns, an object array of
         Python floats and strings (None for a missing label)."""
         pa = _arrow()
-        import pyarrow.compute as pc
-
         if table.num_rows != piece.n_rows:
             raise DataSourceError(
                 f"{_where(piece)} has {table.num_rows} rows, its metadata said {piece.n_rows}: "
@@ -211,31 +213,37 @@ class TableSource:
         target = pa.from_numpy_dtype(dtype)
         out = np.empty((table.num_rows, self.width), dtype=dtype, order="F")
         for j, name in enumerate(self.columns):
-            column = table.column(name)
-            if column.type != target:
-                column = column.cast(target)
-            if column.null_count:
-                column = pc.fill_null(column, np.nan)
-            out[:, j] = column.to_numpy()
+            out[:, j] = _float_values(table.column(name), target)
         # rows contiguous, as the E-step reads them: a column-major fill (contiguous copies)
         # and one transposing copy take 2.9 ms for 250,000 x 16 float32, np.stack 4.8 ms
         return np.ascontiguousarray(out)
 
     def _object_matrix(self, table: Any) -> np.ndarray:
         pa = _arrow()
-        import pyarrow.compute as pc
-
         out = np.empty((table.num_rows, self.width), dtype=object)
         for j, name in enumerate(self.columns):
             column = table.column(name)
             if j in self.text_columns:
-                out[:, j] = column.cast(pa.string()).to_numpy(zero_copy_only=False)
+                out[:, j] = _label_values(column)
             else:
-                column = column.cast(pa.float64())
-                if column.null_count:
-                    column = pc.fill_null(column, np.nan)
-                out[:, j] = column.to_numpy()
+                out[:, j] = _float_values(column, pa.float64())
         return out
+
+
+def _float_values(column: Any, target: Any) -> np.ndarray:
+    """An Arrow column as a NumPy array of the float type ``target``, nulls as NaN."""
+    import pyarrow.compute as pc
+
+    if column.type != target:
+        column = column.cast(target)
+    if column.null_count:
+        column = pc.fill_null(column, np.nan)
+    return column.to_numpy()
+
+
+def _label_values(column: Any) -> np.ndarray:
+    """An Arrow column of labels as an object array of strings, nulls as None."""
+    return column.cast(_arrow().string()).to_numpy(zero_copy_only=False)
 
 
 def sample_pieces(
@@ -377,16 +385,11 @@ class ParquetData(TableSource):
         self.path, self.columns, self.piece_list = root, chosen, tuple(pieces)
         self._set_sequences(sequence, lengths)
 
-    def _sequence_ids(self, column: str) -> Iterator[np.ndarray]:
-        import pyarrow.parquet as pq
-
-        pa = _arrow()
+    def _stored_columns(self, names: Sequence[str]) -> Iterator[list[Any]]:
+        opened: dict[Path, Any] = {}
         for piece in self.piece_list:
-            try:
-                ids = pq.ParquetFile(piece.path).read_row_group(piece.row_group, columns=[column])
-            except (pa.ArrowException, OSError) as exc:
-                raise DataSourceError(f"{_where(piece)} cannot be read ({exc})") from None
-            yield _id_values(ids.column(column))
+            table = self._read_table(piece, opened, names)
+            yield [table.column(name) for name in names]
 
     def _row_pieces(self) -> Iterator[ArrayData]:
         """The row groups in order; the next one is read in a thread while the caller works on
@@ -403,6 +406,10 @@ class ParquetData(TableSource):
                 yield ArrayData.of(X)
 
     def _read(self, piece: Piece, opened: dict[Path, Any]) -> np.ndarray:
+        return self._matrix(self._read_table(piece, opened, self.columns), piece)
+
+    def _read_table(self, piece: Piece, opened: dict[Path, Any], names: Sequence[str]) -> Any:
+        """The columns ``names`` of one row group (``opened``: the pass's open file)."""
         import pyarrow.parquet as pq
 
         pa = _arrow()
@@ -410,10 +417,9 @@ class ParquetData(TableSource):
             if piece.path not in opened:
                 opened.clear()  # the previous file is done
                 opened[piece.path] = pq.ParquetFile(piece.path, memory_map=True)
-            table = opened[piece.path].read_row_group(piece.row_group, columns=list(self.columns))
+            return opened[piece.path].read_row_group(piece.row_group, columns=list(names))
         except (pa.ArrowException, OSError) as exc:
             raise DataSourceError(f"{_where(piece)} cannot be read ({exc})") from None
-        return self._matrix(table, piece)
 
     def __repr__(self) -> str:
         return f"ParquetData({str(self.path)!r}, {self.n_rows} rows, columns={list(self.columns)})"
@@ -457,24 +463,26 @@ class CSVData(TableSource):
         self.piece_list = tuple(Piece(self.path, -1, n) for n in sizes if n)
         self._set_sequences(sequence, lengths)
 
-    def _sequence_ids(self, column: str) -> Iterator[np.ndarray]:
-        for batch in self._blocks(self._reader(None, ids=column)):
+    def _stored_columns(self, names: Sequence[str]) -> Iterator[list[Any]]:
+        for batch in self._blocks(self._reader(None, only=names)):
             if batch.num_rows:
-                yield _id_values(batch.column(0))
+                yield [batch.column(name) for name in names]
 
-    def _reader(self, columns: Sequence[str] | None, ids: str | None = None) -> Any:
+    def _reader(self, columns: Sequence[str] | None, only: Sequence[str] | None = None) -> Any:
+        """A block reader of the chosen ``columns`` (labels as strings, numbers as float64), or
+        of the columns ``only`` (labels as strings, other types as inferred), or of all."""
         import pyarrow.csv as csv
 
         pa = _arrow()
         convert: dict[str, Any] = {}
-        if columns is not None:
-            text = {columns[j] for j in self.text_columns}
-            convert = {"include_columns": list(columns),
-                       "column_types": {c: pa.string() if c in text else pa.float64()
-                                        for c in columns},
-                       "strings_can_be_null": True}  # an empty label is missing
-        elif ids is not None:
-            convert = {"include_columns": [ids]}
+        if columns is not None or only is not None:  # (the chosen columns are known by then)
+            labels = {self.columns[j] for j in self.text_columns}
+            names = list(columns) if columns is not None else list(only or ())
+            other = pa.float64() if columns is not None else None  # None: as inferred
+            types = {c: pa.string() if c in labels else other for c in names}
+            convert = {"include_columns": names,
+                       "column_types": {c: t for c, t in types.items() if t is not None},
+                       "strings_can_be_null": bool(labels & set(names))}  # "" label: missing
         try:
             return csv.open_csv(
                 self.path,

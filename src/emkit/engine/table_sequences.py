@@ -50,9 +50,7 @@ def run_lengths(ids: Iterable[np.ndarray], column: str, where: Sequence[str]) ->
                 f"the sequence column {column!r} of {label} has missing values: every row "
                 "needs the id of its sequence"
             )
-        starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
-        counts = np.diff(np.append(starts, values.size))
-        firsts = values[starts]
+        firsts, counts = runs_of(values)
         if run_ids and firsts[0] == last:  # the previous piece's last sequence goes on
             lengths[-1] = lengths[-1].copy()
             lengths[-1][-1] += counts[0]
@@ -66,6 +64,15 @@ def run_lengths(ids: Iterable[np.ndarray], column: str, where: Sequence[str]) ->
     every = np.concatenate(run_ids)
     check_runs_unique(every, column)
     return np.concatenate(lengths).astype(np.int64)
+
+
+def runs_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first value and the length (int64) of every run of equal consecutive values."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return values, np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], values[1:] != values[:-1]]))
+    return values[starts], np.diff(np.append(starts, values.size)).astype(np.int64)
 
 
 def plain(value: Any) -> Any:
