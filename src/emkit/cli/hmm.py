@@ -41,6 +41,7 @@ from emkit.cli._report import (
     _run_rows,
 )
 from emkit.cli._streamed import fit_source, out_of_core_options
+from emkit.criteria import criteria
 from emkit.engine.dask_source import DaskData
 from emkit.engine.sources import TableSource
 from emkit.estimators.hmm import HMM
@@ -223,36 +224,13 @@ def _hmm_summary(
     source: str,
     left_right: bool,
 ) -> list[Table]:
-    n, D = X.shape
+    """The summary of a fit to rows in memory (their log-likelihood by one forward pass)."""
     missing = _missing_cells(X)
-    rows: list[tuple[str, Any]] = [
-        ("data", source),
-        ("rows", n),
-    ]
+    note = None
     if missing.any():
-        rows.append(("missing cells", f"{int(missing.sum())} in {int(missing.any(axis=1).sum())} "
-                                      "row(s), marginalised"))
-    if lengths is None:
-        rows.append(("sequences", 1))
-    else:
-        rows.append(("sequences", f"{lengths.size} (lengths {lengths.min()}–{lengths.max()})"))
-    rows += [
-        ("features (D)", f"{D}: {_list(list(names))}"),
-        ("emission", _emission_name(estimator)),
-        ("states (K)", estimator.n_states),
-        ("chain", "left-right" if left_right else "ergodic (every transition allowed)"),
-        *_run_rows(estimator),
-    ]
-    rows += [
-        ("log-likelihood", f"{estimator.score(X, lengths):.6f}"),
-        ("parameters", estimator.n_parameters()),
-        ("BIC", f"{estimator.bic(X, lengths):.4f}"),
-        ("AIC", f"{estimator.aic(X, lengths):.4f}"),
-    ]
-    return [
-        _key_value_table("hidden Markov model fitted by EM", rows),
-        *hmm_tables(estimator, names),
-    ]
+        note = f"{int(missing.sum())} in {int(missing.any(axis=1).sum())} row(s), marginalised"
+    return _summary_tables(estimator, source, X.shape[0], lengths, names, left_right,
+                           estimator.score(X, lengths), note)
 
 
 def _streamed_hmm_summary(
@@ -260,28 +238,47 @@ def _streamed_hmm_summary(
 ) -> list[Table]:
     """The summary of a fit whose rows are not in memory: the log-likelihood is the last
     E-step's (the fit's own)."""
-    n, lengths = source.n_rows, source.lengths
-    assert lengths is not None
-    loglik = estimator.lower_bound_ * n
-    p = estimator.n_parameters()
     how = "fitted on Dask" if isinstance(source, DaskData) else "read out of core"
-    rows: list[tuple[str, Any]] = [
-        ("data", f"{data} ({how})"),
-        ("rows", n),
-        ("sequences", f"{lengths.size} (lengths {lengths.min()}–{lengths.max()})"),
-        ("features (D)", f"{source.width}: {_list(list(source.columns))}"),
+    return _summary_tables(estimator, f"{data} ({how})", source.n_rows, source.lengths,
+                           list(source.columns), left_right,
+                           estimator.lower_bound_ * source.n_rows, None)
+
+
+def _summary_tables(
+    estimator: HMM,
+    data: str,
+    n: int,
+    lengths: np.ndarray | None,
+    names: Sequence[str],
+    left_right: bool,
+    loglik: float,
+    missing_note: str | None,
+) -> list[Table]:
+    """The key-value table of a fitted HMM (log-likelihood ``loglik`` of its ``n`` rows; BIC
+    and AIC by :func:`emkit.criteria.criteria`), then the state and transition tables."""
+    p = estimator.n_parameters()
+    scores = criteria(loglik, n, p)
+    rows: list[tuple[str, Any]] = [("data", data), ("rows", n)]
+    if missing_note is not None:
+        rows.append(("missing cells", missing_note))
+    if lengths is None:
+        rows.append(("sequences", 1))
+    else:
+        rows.append(("sequences", f"{lengths.size} (lengths {lengths.min()}–{lengths.max()})"))
+    rows += [
+        ("features (D)", f"{len(names)}: {_list(list(names))}"),
         ("emission", _emission_name(estimator)),
         ("states (K)", estimator.n_states),
         ("chain", "left-right" if left_right else "ergodic (every transition allowed)"),
         *_run_rows(estimator),
         ("log-likelihood", f"{loglik:.6f}"),
         ("parameters", p),
-        ("BIC", f"{-2 * loglik + p * np.log(n):.4f}"),
-        ("AIC", f"{-2 * loglik + 2 * p:.4f}"),
+        ("BIC", f"{scores['bic']:.4f}"),
+        ("AIC", f"{scores['aic']:.4f}"),
     ]
     return [
         _key_value_table("hidden Markov model fitted by EM", rows),
-        *hmm_tables(estimator, list(source.columns)),
+        *hmm_tables(estimator, names),
     ]
 
 

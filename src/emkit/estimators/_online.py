@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.utils.validation import _num_samples
 
 from emkit._validation import InputError
-from emkit.engine.dask_source import DaskData, is_dask_collection
+from emkit.engine.dask_source import is_dask_collection
 from emkit.engine.loop import ProgressCallback
 from emkit.engine.online import (
     DEFAULT_KAPPA,
@@ -83,9 +83,7 @@ class OnlineFitting:
         ``ONLINE_WINDOW`` batches); ``stop_early=True`` ends the pass there."""
         sizes = StepSizes(t0, kappa)
         warm = self._continues()
-        if is_dask_collection(batches):
-            batches = DaskData(batches)
-        if is_table_source(batches):  # an out-of-core table: the model as fit builds it
+        if is_dask_collection(batches) or is_table_source(batches):  # the model as fit builds it
             model, checked = self._fit_data(batches, reset=not warm)
             stream = self._counted(checked.counted_pieces())  # then one step per piece
             data = next(stream)
