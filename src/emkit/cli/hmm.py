@@ -168,7 +168,7 @@ def fit_hmm(
         estimator = HMM(emission, n_states, **settings)
     family = make_family(emission)
     if out_of_core or data.is_dir() or dask_address is not None:
-        source = _fit_out_of_core(estimator, data, columns, sequence, family, quiet, dask_address)
+        source = _fit_out_of_core(estimator, data, columns, sequence, quiet, dask_address)
         names = list(source.columns)
         summary = _streamed_hmm_summary(estimator, source, str(data), left_right)
     else:
@@ -193,13 +193,10 @@ def fit_hmm(
 
 
 def _fit_out_of_core(
-    estimator: HMM, data: Path, columns: str | None, sequence: str | None, family: Any,
-    quiet: bool, dask_address: str | None,
+    estimator: HMM, data: Path, columns: str | None, sequence: str | None, quiet: bool,
+    dask_address: str | None,
 ) -> TableSource:
     """Fit to DATA read a piece of whole sequences at a time (or on Dask)."""
-    if not family.numeric_input:
-        raise InputError(f"--out-of-core and --dask read numeric columns; --emission "
-                         f"{family.name} reads labels: fit it in memory")
     if sequence is None:
         raise InputError("--out-of-core and --dask read DATA a piece of whole sequences at a "
                          "time: name the column of sequence ids with --sequence COLUMN")
