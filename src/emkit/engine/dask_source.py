@@ -30,6 +30,8 @@ from emkit.engine.sources import (
     DataSourceError,
     PieceStep,
     TableSource,
+    check_one_of,
+    feature_columns,
     located_error,
 )
 from emkit.engine.stats import sum_in_order
@@ -73,25 +75,13 @@ class DaskData(TableSource):
         import dask.dataframe as dd
 
         self.holds = tuple(holds)  # scattered pieces the collection reads: kept while it lives
-        if sequence is not None and lengths is not None:
-            raise DataSourceError("give the sequence column or the lengths, not both")
+        check_one_of(sequence, lengths)
         ids = None
         if isinstance(X, dd.DataFrame):
+            chosen = feature_columns(list(X.columns), columns, sequence, "the Dask DataFrame")
             if sequence is not None:
-                if sequence not in X.columns:
-                    raise DataSourceError(
-                        f"the Dask DataFrame has no sequence column {sequence!r}; its columns "
-                        f"are {list(X.columns)}"
-                    )
-                if columns is not None and sequence in columns:
-                    raise DataSourceError(
-                        f"{sequence!r} is the sequence column: it names the sequences and "
-                        "cannot also be a feature column"
-                    )
                 ids = X[sequence]
-                if columns is None:
-                    columns = [c for c in X.columns if c != sequence]
-            frame = X if columns is None else X[list(columns)]
+            frame = X if chosen == list(X.columns) else X[chosen]
             names = [str(c) for c in frame.columns]
             kinds = list(frame.dtypes.items())
             self.text_columns = tuple(

@@ -128,8 +128,7 @@ class TableSource:
     def _set_sequences(self, sequence: str | None, lengths: Any) -> None:
         """Read the sequences' lengths from the column ``sequence`` (or check the given
         ``lengths``) and cut the stored pieces at sequence ends."""
-        if sequence is not None and lengths is not None:
-            raise DataSourceError("give the sequence column or the lengths, not both")
+        check_one_of(sequence, lengths)
         if sequence is None and lengths is None:
             return
         where = self._row_labels()
@@ -230,6 +229,12 @@ class TableSource:
         return out
 
 
+def check_one_of(sequence: str | None, lengths: Any) -> None:
+    """Sequences come from a column of ids or from lengths, not both."""
+    if sequence is not None and lengths is not None:
+        raise DataSourceError("give the sequence column or the lengths, not both")
+
+
 def _float_values(column: Any, target: Any) -> np.ndarray:
     """An Arrow column as a NumPy array of the float type ``target``, nulls as NaN."""
     import pyarrow.compute as pc
@@ -292,28 +297,38 @@ def _where(piece: Piece) -> str:
     return f"{piece.path}" + (f" (row group {piece.row_group})" if piece.row_group >= 0 else "")
 
 
+def feature_columns(
+    names: Sequence[str], columns: Sequence[str] | None, sequence: str | None, where: str
+) -> list[str]:
+    """The chosen ``columns`` of a table with columns ``names`` (default: every but the
+    ``sequence`` column), checked: each exists, the sequence column exists and is not one of
+    them, at least one."""
+    names = list(names)
+    if sequence is not None and sequence not in names:
+        raise DataSourceError(
+            f"{where} has no sequence column {sequence!r}; its columns are {names}"
+        )
+    chosen = list([n for n in names if n != sequence] if columns is None else columns)
+    missing = [c for c in chosen if c not in names]
+    if missing:
+        raise DataSourceError(f"{where} has no column(s) {missing}; its columns are {names}")
+    if sequence is not None and sequence in chosen:
+        raise DataSourceError(
+            f"{sequence!r} is the sequence column of {where}: it names the sequences and "
+            "cannot also be a feature column"
+        )
+    if not chosen:
+        raise DataSourceError(f"{where}: no columns to read")
+    return chosen
+
+
 def _table_columns(
     schema: Any, columns: Sequence[str] | None, path: Path, sequence: str | None = None
 ) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """The chosen (default: every but the ``sequence`` column) column names, each of a
     numeric or string Arrow type, and the positions of the string (label) columns."""
     pa = _arrow()
-    names = list(schema.names)
-    if sequence is not None and sequence not in names:
-        raise DataSourceError(
-            f"{path} has no sequence column {sequence!r}; its columns are {names}"
-        )
-    chosen = list([n for n in names if n != sequence] if columns is None else columns)
-    missing = [c for c in chosen if c not in names]
-    if missing:
-        raise DataSourceError(f"{path} has no column(s) {missing}; its columns are {names}")
-    if sequence is not None and sequence in chosen:
-        raise DataSourceError(
-            f"{sequence!r} is the sequence column of {path}: it names the sequences and cannot "
-            "also be a feature column"
-        )
-    if not chosen:
-        raise DataSourceError(f"{path}: no columns to read")
+    chosen = feature_columns(list(schema.names), columns, sequence, str(path))
     text = []
     for j, name in enumerate(chosen):
         kind = schema.field(name).type
