@@ -230,12 +230,14 @@ def scaled_weights(w: np.ndarray, what: str = "sample_weight") -> np.ndarray:
 
 def check_sample_weight(sample_weight: Any, X: np.ndarray) -> np.ndarray:
     """Non-negative finite weights of length n_samples, not all zero, scaled to mean one
-    (:func:`scaled_weights`; float64)."""
-    if sample_weight is not None:
-        sw = sample_weight = real_array(sample_weight, "sample_weight")
-        if sw.ndim == 1 and sw.shape[0] == X.shape[0] and not np.all(np.isfinite(sw)):
-            bad = np.flatnonzero(~np.isfinite(sw))
-            raise InputError(f"sample_weight contains NaN or inf at rows {_list(bad)}")
+    (:func:`scaled_weights`; float64).  No weights: ones, already of mean one (one pass, not
+    five: an out-of-core fit checks every piece it reads)."""
+    if sample_weight is None:
+        return np.ones(X.shape[0])
+    sw = sample_weight = real_array(sample_weight, "sample_weight")
+    if sw.ndim == 1 and sw.shape[0] == X.shape[0] and not np.all(np.isfinite(sw)):
+        bad = np.flatnonzero(~np.isfinite(sw))
+        raise InputError(f"sample_weight contains NaN or inf at rows {_list(bad)}")
     w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
     return scaled_weights(np.asarray(w, dtype=np.float64))
 

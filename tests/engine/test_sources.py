@@ -3,6 +3,7 @@ errors (the registry's item 5 checks that fits from them equal in-memory fits)."
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 import emkit
 from emkit.engine import ArrayData, expected_stats
-from emkit.engine.sources import CSVData, DataSourceError, ParquetData
+from emkit.engine.sources import CSVData, DataSourceError, ParquetData, read_ahead
 from emkit.estimators.missing import EmptyRowsWarning
 from emkit.families.gaussian import Gaussian
 from emkit.models.mixture import FamilyMixture
@@ -283,3 +284,47 @@ def test_labels_out_of_core_know_every_category(tmp_path: Path, monkeypatch) -> 
     with pytest.raises(ValueError, match=r"GaussianMixture reads numbers, but column\(s\) "
                                          r"\['colour'\] of .* hold labels"):
         emkit.GaussianMixture(2).fit(ParquetData(folder))
+
+
+def test_read_ahead_keeps_order_and_errors_and_makes_the_next_item_in_a_thread() -> None:
+    made: list[tuple[int, str]] = []
+
+    def items(n: int, fail_at: int | None = None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"item {i} is bad")
+            made.append((i, threading.current_thread().name))
+            yield i
+
+    assert list(read_ahead(items(5))) == [0, 1, 2, 3, 4]
+    assert all(name != threading.current_thread().name for _, name in made)
+    made.clear()
+    seen = []
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        for i in read_ahead(items(6, fail_at=3)):
+            seen.append(i)
+    assert seen == [0, 1, 2]  # the items before the error, in order
+    made.clear()
+    for i in read_ahead(items(100)):
+        if i == 2:
+            break
+    assert len(made) <= 4  # a consumer that stops leaves at most one item made ahead
+    assert list(read_ahead(iter(()))) == []
+
+
+def test_a_csv_fit_in_many_checked_pieces_is_the_in_memory_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import emkit.engine.sources as sources
+
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 8192)  # many pieces, read and checked ahead
+    X = rows(8, n=3000)
+    path = tmp_path / "x.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c", comments="", fmt="%.17g")
+    source = CSVData(path)
+    assert len(source.piece_list) > 10
+    start = dict(means_init=[[0.0, 0.0, 0.0], [4.0, 4.0, 4.0]])
+    disk = emkit.GaussianMixture(2, random_state=0, **start).fit(source)
+    memory = emkit.GaussianMixture(2, random_state=0, **start).fit(X)
+    np.testing.assert_allclose(disk.means_, memory.means_, rtol=1e-10)
+    assert disk.n_iter_ == memory.n_iter_

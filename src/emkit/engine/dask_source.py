@@ -28,6 +28,7 @@ from emkit.engine.protocol import ArrayData
 from emkit.engine.sources import (
     CheckedStep,
     DataSourceError,
+    PieceCheck,
     PieceStep,
     TableSource,
     check_one_of,
@@ -234,9 +235,13 @@ class DaskData(TableSource):
         rows = np.sort(rng.choice(n, size=int(max_rows), replace=False))
         return ArrayData.of(_rows(self.array[rows].compute(), self.text_columns))
 
-    def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
+    def sum_pieces(self, step: PieceStep, prepared: Any, check: PieceCheck | None = None) -> Any:
+        """The sum of ``step(prepared, check(partition))`` over the partitions, each on the
+        worker holding it, added in a fixed tree."""
         import dask
 
+        if check is not None:
+            step = CheckedStep(check, step)
         one_thread = _one_thread(step)
         shared_step = dask.delayed(one_thread, traverse=False)
         shared_params = dask.delayed(prepared, traverse=False)

@@ -1,7 +1,7 @@
 """Out-of-core data sources: a Parquet dataset or a CSV file, read a piece at a time.
 
 A piece is one Parquet row group, or one block of CSV rows; each E-step reads the pieces in order
-(one in memory at a time, the next read while the engine works on the current one) and sums
+(the next one read and checked in a thread while the engine works on this one) and sums
 their statistics (:func:`emkit.engine.loop.expected_stats`), so the fit equals the in-memory fit
 of the same rows to rounding.  ``sample(max_rows, rng)`` draws the rows an in-memory
 :class:`~emkit.engine.protocol.ArrayData` of the same rows would draw (the same call on ``rng``)
@@ -20,11 +20,11 @@ gives the sequences' ``lengths``; its pieces then hold whole sequences
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from emkit.engine.table_sequences import (
 )
 
 CSV_BLOCK_BYTES = 16 * 2**20  # bytes of CSV text per piece
+T = TypeVar("T")
 
 
 class DataSourceError(ValueError):
@@ -151,12 +152,30 @@ class TableSource:
         piece at a time: a pass that needs a few columns reads only those."""
         raise NotImplementedError
 
-    def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
-        """``Σ step(prepared, piece)`` over the pieces, in order, read here (the E-step)."""
+    def sum_pieces(self, step: PieceStep, prepared: Any, check: PieceCheck | None = None) -> Any:
+        """``Σ step(prepared, check(piece))`` over the pieces, in order, read here (the E-step):
+        the next piece is read and checked in a thread while ``step`` runs on this one."""
         return sum_in_order(
             _located(step, prepared, label, piece)
-            for label, piece in zip(self.labels(), self.pieces(), strict=True)
+            for label, _, piece in self.checked_pieces(check)
         )
+
+    def checked_pieces(self, check: PieceCheck | None = None) -> Iterator[tuple[str, int, Any]]:
+        """``(where, rows read, check(piece))`` of every piece, in order (a check may drop
+        rows; its error names the piece and its rows), the next one read and checked in a
+        thread while the caller works on this one."""
+        return read_ahead(self._checked(check))
+
+    def _checked(self, check: PieceCheck | None) -> Iterator[tuple[str, int, Any]]:
+        start = 0
+        for label, data in zip(self.labels(), self.pieces(), strict=True):
+            stop = start + data.n_rows
+            try:
+                checked = data if check is None else check(data)
+            except ValueError as exc:
+                raise located_error(exc, label, start, stop) from None
+            yield label, data.n_rows, checked
+            start = stop
 
     def batches(self, max_rows: int) -> Iterator[Batch]:
         for piece in self.pieces():
@@ -273,6 +292,23 @@ def sample_pieces(
 
 
 PieceStep = Callable[[Any, Any], Any]  # (prepared parameters, in-memory piece) -> Stats | None
+PieceCheck = Callable[[Any], Any]  # in-memory piece -> the estimator's checked data set
+_DONE = object()
+
+
+def read_ahead(items: Iterable[T]) -> Iterator[T]:
+    """The items in order, the next one made (read from disk, checked) in a thread while the
+    caller works on this one: reading and checking a piece overlap the previous piece's
+    E-step instead of running between E-steps."""
+    source = iter(items)
+    with ThreadPoolExecutor(1) as thread:
+        pending = thread.submit(next, source, _DONE)
+        while True:
+            item = pending.result()
+            if item is _DONE:
+                return
+            pending = thread.submit(next, source, _DONE)
+            yield cast(T, item)
 
 
 def _located(step: PieceStep, prepared: Any, label: str, piece: Any) -> Any:
@@ -407,18 +443,14 @@ class ParquetData(TableSource):
             yield [table.column(name) for name in names]
 
     def _row_pieces(self) -> Iterator[ArrayData]:
-        """The row groups in order; the next one is read in a thread while the caller works on
-        the current one (at most two in memory)."""
-        if not self.piece_list:
-            return
+        """The row groups in order, the next one read in a thread while the caller works on
+        this one."""
+        return read_ahead(self._read_row_groups())
+
+    def _read_row_groups(self) -> Iterator[ArrayData]:
         opened: dict[Path, Any] = {}  # this pass's open files (each file's footer read once)
-        with ThreadPoolExecutor(1) as reader:
-            pending = reader.submit(self._read, self.piece_list[0], opened)
-            for following in (*self.piece_list[1:], None):
-                X = pending.result()
-                if following is not None:
-                    pending = reader.submit(self._read, following, opened)
-                yield ArrayData.of(X)
+        for piece in self.piece_list:
+            yield ArrayData.of(self._read(piece, opened))
 
     def _read(self, piece: Piece, opened: dict[Path, Any]) -> np.ndarray:
         return self._matrix(self._read_table(piece, opened, self.columns), piece)
@@ -569,20 +601,13 @@ class CheckedSource:
 
     def counted_pieces(self) -> Iterator[tuple[int, Any]]:
         """``(rows read, checked piece)`` of every piece, in order (a check may drop rows)."""
-        start = 0
-        for label, data in zip(self.source.labels(), self.source.pieces(), strict=True):
-            stop = start + data.n_rows
-            try:
-                checked = self.check(data)
-            except ValueError as exc:
-                raise located_error(exc, label, start, stop) from None
-            yield data.n_rows, checked
-            start = stop
+        for _, rows, checked in self.source.checked_pieces(self.check):
+            yield rows, checked
 
     def sum_pieces(self, step: PieceStep, prepared: Any) -> Any:
         """The source's sum (where its pieces are read: here, or on Dask workers) of ``step``
         on every checked piece."""
-        return self.source.sum_pieces(CheckedStep(self.check, step), prepared)
+        return self.source.sum_pieces(step, prepared, self.check)
 
     def batches(self, max_rows: int) -> Iterator[Any]:
         for piece in self.pieces():
