@@ -443,11 +443,7 @@ class ParquetData(TableSource):
             yield [table.column(name) for name in names]
 
     def _row_pieces(self) -> Iterator[ArrayData]:
-        """The row groups in order, the next one read in a thread while the caller works on
-        this one."""
-        return read_ahead(self._read_row_groups())
-
-    def _read_row_groups(self) -> Iterator[ArrayData]:
+        """The row groups in order (a fit reads them ahead: :meth:`checked_pieces`)."""
         opened: dict[Path, Any] = {}  # this pass's open files (each file's footer read once)
         for piece in self.piece_list:
             yield ArrayData.of(self._read(piece, opened))
